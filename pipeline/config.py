@@ -1,0 +1,212 @@
+"""Load a site's TOML configuration into frozen dataclasses, refusing anything it does not know.
+
+Every error names the offending key (``politeness.delay``) in one line, so a typo in a cron job's
+config fails loudly instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/movementality.toml")
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    base_url: str
+    start_urls: tuple[str, ...]
+    sitemaps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scope:
+    path_prefixes: tuple[str, ...]
+    lesson_path: str
+    listing_path: str
+
+
+@dataclass(frozen=True)
+class Selectors:
+    canonical: str
+    title: str
+    author: str
+    published: str
+    description: str
+    listed_lesson: str
+    listed_link: str
+    listed_description: str
+    page_count: str
+    page_links: str
+    next_link: str
+
+
+@dataclass(frozen=True)
+class Politeness:
+    user_agent: str
+    delay: float = 1.0
+    jitter: float = 0.5
+    concurrency: int = 2
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_response_bytes: int = 5_000_000
+    max_redirects: int = 5
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 4
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    retry_after_max: float = 60.0
+    statuses: tuple[int, ...] = (429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Thresholds a run must meet before it may mark lessons removed or publish a snapshot."""
+
+    # A drop of more than this fraction of lessons against the last healthy run fails the run.
+    max_lesson_drop: float = 0.2
+    # More than this fraction of pages finally failing fails the run.
+    max_failed_pages: float = 0.05
+
+
+@dataclass(frozen=True)
+class Config:
+    site: Site
+    scope: Scope
+    selectors: Selectors
+    politeness: Politeness
+    retry: Retry = field(default_factory=Retry)
+    health: Health = field(default_factory=Health)
+    source: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.site.start_urls[0]).netloc
+
+    def with_start_urls(self, urls: tuple[str, ...]) -> Config:
+        """Point the crawl at other start URLs (a local copy, a mirror); their host becomes the
+        scope and sitemap paths are resolved against it."""
+        config = dataclasses.replace(self, site=dataclasses.replace(self.site, start_urls=urls))
+        _check(config)
+        return config
+
+    def with_politeness(self, **changes) -> Config:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        politeness = dataclasses.replace(self.politeness, **changes)
+        _check_politeness(politeness, "option")
+        return dataclasses.replace(self, politeness=politeness)
+
+    def sitemap_urls(self) -> tuple[str, ...]:
+        origin = f"{urlsplit(self.site.start_urls[0]).scheme}://{self.host}/"
+        return tuple(urljoin(origin, s) for s in self.site.sitemaps)
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    config = _build(Config, raw, "")
+    config = dataclasses.replace(config, source=path)
+    _check(config)
+    return config
+
+
+def _build(cls, raw, prefix: str):
+    """Build dataclass ``cls`` from a TOML table, checking every key's presence and type."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"unknown config key: {prefix}{key}")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing config key: {key}")
+            continue
+        values[name] = _coerce(hints[name], raw[name], key)
+    return cls(**values)
+
+
+def _coerce(hint, value, key: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+        return tuple(_coerce(item, v, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _check(config: Config) -> None:
+    if not config.site.start_urls:
+        raise ConfigError("config key site.start_urls: at least one start URL is needed")
+    for url in (config.site.base_url, *config.site.start_urls):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"config key site.start_urls: not an http(s) URL: {url!r}")
+    if len({urlsplit(url).netloc for url in config.site.start_urls}) > 1:
+        raise ConfigError("config key site.start_urls: all start URLs must be on one host")
+    for key in ("lesson_path", "listing_path"):
+        pattern = getattr(config.scope, key)
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"config key scope.{key}: invalid regex: {exc}") from None
+        if "slug" not in compiled.groupindex:
+            raise ConfigError(f"config key scope.{key}: needs a (?P<slug>...) group")
+    if "page" not in re.compile(config.scope.listing_path).groupindex:
+        raise ConfigError("config key scope.listing_path: needs a (?P<page>...) group")
+    _check_politeness(config.politeness, "config key politeness")
+    retry = config.retry
+    if retry.attempts < 1:
+        raise ConfigError("config key retry.attempts: must be at least 1")
+    if min(retry.backoff_initial, retry.backoff_max, retry.retry_after_max) < 0:
+        raise ConfigError("config key retry: backoff and Retry-After caps must be >= 0")
+    for fraction in ("max_lesson_drop", "max_failed_pages"):
+        if not 0 <= getattr(config.health, fraction) <= 1:
+            raise ConfigError(f"config key health.{fraction}: must be between 0 and 1")
+
+
+def _check_politeness(p: Politeness, where: str) -> None:
+    if p.delay < 0 or p.jitter < 0:
+        raise ConfigError(f"{where} delay/jitter: must be >= 0")
+    if p.concurrency < 1:
+        raise ConfigError(f"{where} concurrency: must be at least 1")
+    if p.connect_timeout <= 0 or p.read_timeout <= 0:
+        raise ConfigError(f"{where} timeouts: must be > 0")
+    if p.max_response_bytes < 1 or p.max_redirects < 0:
+        raise ConfigError(f"{where} max_response_bytes/max_redirects: out of range")
+    if not p.user_agent.strip():
+        raise ConfigError(f"{where} user_agent: must name the project and a contact URL")

@@ -1,0 +1,299 @@
+"""The frontier: which URLs a run fetches, in what order, and whether the run saw everything.
+
+Listings differ from lesson to lesson, so no single listing holds every lesson: the frontier
+walks every lesson's listing to its last page, enqueues every lesson it finds, reads the sitemap
+as a second source, and dedupes on canonical URL. Each lesson's own page is the authoritative
+source for its text. Parsing is ``extract``'s job; this module only needs the links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit, urlunsplit
+
+from .config import Config
+from .errors import FetchError, SiteUnreachable
+from .extract import ListingPage, RawLesson, extract
+from .fetch import Fetched, Fetcher, FetchStats
+
+_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a previous run learned about a URL, sent back as a conditional request."""
+
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(slots=True)
+class PageRecord:
+    """The outcome of one URL in a run: what the `pages` table keeps."""
+
+    url: str
+    kind: str  # lesson | listing | sitemap
+    status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    fetched_at: str | None = None
+    listed: int | None = None  # lessons found in the page's listing
+    error: str | None = None
+
+
+@dataclass
+class CrawlResult:
+    lessons: dict[str, RawLesson]
+    pages: dict[str, PageRecord]
+    stats: FetchStats
+    # Lesson URLs whose page answered 304: unchanged since the run that stored them.
+    not_modified: set[str] = field(default_factory=set)
+    # Lesson URLs the site answered 404/410 for: a definite answer, not a failure.
+    gone: set[str] = field(default_factory=set)
+    budget_exhausted: bool = False
+    disallowed: set[str] = field(default_factory=set)
+    elapsed: float = 0.0
+
+    @property
+    def failed(self) -> list[PageRecord]:
+        return [p for p in self.pages.values() if p.error is not None]
+
+    @property
+    def complete(self) -> bool:
+        """Every URL the run discovered was fetched and none finally failed."""
+        return not self.budget_exhausted and not self.failed
+
+    @property
+    def lesson_urls(self) -> set[str]:
+        return set(self.lessons) | self.not_modified
+
+
+Progress = Callable[[int, int, int], None]  # pages done, pages known, pages failed
+
+
+class Crawl:
+    """One run's frontier. ``await Crawl(config, fetcher).run()`` returns a CrawlResult."""
+
+    def __init__(
+        self,
+        config: Config,
+        fetcher: Fetcher,
+        *,
+        known: dict[str, Validators] | None = None,
+        max_pages: int | None = None,
+        progress: Progress | None = None,
+    ):
+        self.config = config
+        self.fetcher = fetcher
+        self.known = known or {}
+        self.max_pages = max_pages
+        self.progress = progress
+        self._lesson_path = re.compile(config.scope.lesson_path)
+        self._listing_path = re.compile(config.scope.listing_path)
+        start = urlsplit(config.site.start_urls[0])
+        self._origin = (start.scheme, start.netloc)
+        self._site_host = urlsplit(config.site.base_url).netloc
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._seen: set[str] = set()
+        self._done = 0
+        self._started = 0
+        self.result = CrawlResult(lessons={}, pages={}, stats=fetcher.stats)
+
+    async def run(self) -> CrawlResult:
+        began = time.monotonic()
+        try:
+            robots = await self.fetcher.load_robots(self.config.site.start_urls[0])
+        except FetchError as exc:
+            raise SiteUnreachable(f"cannot reach {self.config.host}: {exc.reason}") from None
+        for url in self.config.site.start_urls:
+            await self._enqueue(url, "lesson")
+        for url in dict.fromkeys((*self.config.sitemap_urls(), *robots.sitemaps)):
+            await self._enqueue(url, "sitemap")
+        for url in self.known:
+            if self._kind(url) == "lesson":
+                await self._enqueue(url, "lesson")
+        workers = [
+            asyncio.create_task(self._worker()) for _ in range(self.config.politeness.concurrency)
+        ]
+        try:
+            await self._queue.join()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        self.result.elapsed = time.monotonic() - began
+        if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
+            reasons = {p.error for p in self.result.failed}
+            raise SiteUnreachable(
+                f"nothing could be fetched from {self.config.host}: "
+                + ("; ".join(sorted(r for r in reasons if r))[:300] or "no pages")
+            )
+        return self.result
+
+    async def _worker(self) -> None:
+        while True:
+            url, kind = await self._queue.get()
+            try:
+                await self._visit(url, kind)
+            finally:
+                self._done += 1
+                self._queue.task_done()
+                if self.progress is not None:
+                    self.progress(self._done, len(self.result.pages), len(self.result.failed))
+
+    async def _visit(self, url: str, kind: str) -> None:
+        record = self.result.pages[url]
+        if self.max_pages is not None and self._started >= self.max_pages:
+            self.result.budget_exhausted = True
+            return
+        self._started += 1
+        known = self.known.get(url)
+        try:
+            response = await self.fetcher.get(
+                url,
+                etag=known.etag if known else None,
+                last_modified=known.last_modified if known else None,
+            )
+        except FetchError as exc:
+            record.error = exc.reason
+            return
+        record.status = response.status
+        record.fetched_at = response.fetched_at
+        if response.status == 304:
+            record.etag, record.last_modified = known.etag, known.last_modified
+            if kind == "lesson":
+                self.result.not_modified.add(url)
+            return
+        record.etag = response.header("etag")
+        record.last_modified = response.header("last-modified")
+        record.sha256 = hashlib.sha256(response.body).hexdigest()
+        record.bytes = len(response.body)
+        if response.status in (404, 410) and kind == "lesson":
+            self.result.gone.add(url)
+            return
+        if response.status != 200:
+            record.error = f"HTTP {response.status}"
+            return
+        if kind == "sitemap":
+            await self._read_sitemap(response, record)
+            return
+        if response.content_type not in _HTML_TYPES:
+            record.error = f"unexpected content type {response.content_type or 'none'}"
+            return
+        try:
+            html = response.text()
+        except (UnicodeDecodeError, LookupError) as exc:
+            record.error = f"undecodable body: {exc}"
+            return
+        page = extract(html, response.url, self.config.selectors)
+        record.listed = len(page.listed)
+        await self._follow(page, kind)
+
+    async def _follow(self, page: ListingPage, kind: str) -> None:
+        if kind == "lesson" and page.lesson is not None and page.lesson.title:
+            canonical = self.canonical(page.lesson.url) or self.canonical(page.url)
+            if canonical is not None:
+                self.result.lessons[canonical] = replace(page.lesson, url=canonical)
+        for listed in page.listed:
+            await self._enqueue(listed.url, "lesson")
+        # Page 1 says how many pages the listing has: enqueue them all at once rather than
+        # following "next" one by one, so the pages of one listing are fetched in parallel.
+        base = self.canonical(page.url)
+        if kind == "lesson" and page.page_count and base:
+            for n in range(2, page.page_count + 1):
+                await self._enqueue(f"{base}page/{n}/", "listing")
+        for url in (*page.page_urls, page.next_url):
+            if url:
+                await self._enqueue(url, "listing")
+
+    async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
+        try:
+            root = ET.fromstring(response.body)
+        except ET.ParseError as exc:
+            record.error = f"unreadable sitemap: {exc}"
+            return
+        locs = [(loc.text or "").strip() for loc in root.iter(f"{_SITEMAP_NS}loc")]
+        record.listed = len(locs)
+        kind = "sitemap" if root.tag == f"{_SITEMAP_NS}sitemapindex" else "lesson"
+        for loc in locs:
+            await self._enqueue(loc, kind)
+
+    async def _enqueue(self, url: str, kind: str) -> None:
+        """Queue a URL once, if it is in scope and robots.txt allows it."""
+        if kind != "sitemap":
+            url = self.canonical(url)
+            if url is None:
+                return
+            kind = self._kind(url) or kind
+        else:
+            url = self._rebase(url)
+            if urlsplit(url).netloc != self._origin[1]:
+                return
+        if url in self._seen:
+            return
+        self._seen.add(url)
+        if not await self.fetcher.allowed(url):
+            self.result.disallowed.add(url)
+            return
+        self.result.pages[url] = PageRecord(url=url, kind=kind)
+        self._queue.put_nowait((url, kind))
+
+    def canonical(self, url: str) -> str | None:
+        """The one spelling of an in-scope lesson or listing URL, or None if out of scope:
+        no query or fragment, a trailing slash, and page 1 of a listing is the lesson itself."""
+        parts = urlsplit(self._rebase(url))
+        if (parts.scheme, parts.netloc) != self._origin:
+            return None
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        if not any(path.startswith(p) for p in self.config.scope.path_prefixes):
+            return None
+        listing = self._listing_path.match(path)
+        if listing and int(listing["page"]) == 1:
+            path = path[: listing.start("page")].removesuffix("page/")
+        if not (self._lesson_path.match(path) or self._listing_path.match(path)):
+            return None
+        return urlunsplit((*self._origin, path, "", ""))
+
+    def _kind(self, url: str) -> str | None:
+        path = urlsplit(url).path
+        if self._lesson_path.match(path):
+            return "lesson"
+        if self._listing_path.match(path):
+            return "listing"
+        return None
+
+    def _rebase(self, url: str) -> str:
+        """Links to the configured site's own host point at the host being crawled, so a local
+        copy or mirror whose pages still say https://movementality.se/ is crawled in place."""
+        parts = urlsplit(url)
+        if parts.netloc == self._site_host and parts.netloc != self._origin[1]:
+            return urlunsplit((*self._origin, parts.path, parts.query, parts.fragment))
+        return url
+
+
+def crawl(
+    config: Config,
+    *,
+    known: dict[str, Validators] | None = None,
+    max_pages: int | None = None,
+    progress: Progress | None = None,
+    on_response: Callable[[Fetched], None] | None = None,
+) -> CrawlResult:
+    """Run one crawl to the end (synchronously) and return what it saw."""
+
+    async def go() -> CrawlResult:
+        async with Fetcher(config, on_response=on_response) as fetcher:
+            return await Crawl(
+                config, fetcher, known=known, max_pages=max_pages, progress=progress
+            ).run()
+
+    return asyncio.run(go())

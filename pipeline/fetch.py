@@ -1,0 +1,297 @@
+"""One polite HTTP client for a crawl: robots.txt, per-host concurrency and delay, retries,
+conditional requests, a size cap, and redirects followed only within the site.
+
+It never parses HTML. Every HTTP response it receives (retried ones and redirects included) is
+handed to ``on_response`` so that captures can keep the raw exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from protego import Protego
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from .config import Config
+from .errors import FetchError
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One HTTP exchange as received: what a capture stores and what extraction reads."""
+
+    url: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    request_headers: tuple[tuple[str, str], ...]
+    http_version: str
+    fetched_at: str
+    requested_url: str = ""  # the URL asked for, before same-site redirects
+    attempts: int = 1
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    def text(self) -> str:
+        """The body decoded strictly: invalid bytes are a broken response, not content."""
+        charset = "utf-8"
+        for param in (self.header("content-type") or "").split(";")[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"')
+        return self.body.decode(charset)
+
+
+@dataclass
+class FetchStats:
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    not_modified: int = 0
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Host:
+    slots: asyncio.Semaphore
+    delay: float
+    next_start: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    robots: Protego | None = None
+
+
+class Fetcher:
+    """Use as ``async with Fetcher(config) as fetcher: await fetcher.get(url)``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        on_response: Callable[[Fetched], None] | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.config = config
+        self.politeness = config.politeness
+        self.retry = config.retry
+        self.on_response = on_response
+        self.stats = FetchStats()
+        self._rng = rng or random.Random()
+        self._hosts: dict[str, _Host] = {}
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": self.politeness.user_agent},
+            timeout=httpx.Timeout(
+                self.politeness.read_timeout, connect=self.politeness.connect_timeout
+            ),
+            limits=httpx.Limits(
+                max_connections=self.politeness.concurrency,
+                max_keepalive_connections=self.politeness.concurrency,
+            ),
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._client.aclose()
+
+    def in_site(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and parts.netloc == self.config.host
+
+    async def load_robots(self, url: str) -> Protego:
+        """Fetch and parse the host's robots.txt once. A missing file allows everything; a
+        server error disallows everything (RFC 9309 §2.3.1.4); no answer at all raises."""
+        host = self._host(url)
+        if host.robots is None:
+            parts = urlsplit(url)
+            robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
+            response = await self._get_with_retries(robots_url, {})
+            for _hop in range(self.politeness.max_redirects):
+                location = response.header("location")
+                if response.status not in _REDIRECTS or not location:
+                    break
+                robots_url = urljoin(robots_url, location)
+                if not self.in_site(robots_url):
+                    break
+                response = await self._get_with_retries(robots_url, {})
+            if response.status == 200:
+                text = response.body.decode("utf-8", "replace")
+            elif 400 <= response.status < 500:
+                text = ""
+            else:
+                text = "User-agent: *\nDisallow: /\n"
+            host.robots = Protego.parse(text)
+            crawl_delay = host.robots.crawl_delay(self.politeness.user_agent)
+            if crawl_delay:
+                host.delay = max(host.delay, float(crawl_delay))
+        return host.robots
+
+    async def allowed(self, url: str) -> bool:
+        robots = await self.load_robots(url)
+        return robots.can_fetch(url, self.politeness.user_agent)
+
+    async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None):
+        """GET ``url`` within the site: robots.txt obeyed, same-site redirects followed,
+        transient failures retried. Returns the final response (2xx, 304 or a 4xx the caller
+        judges); raises FetchError when the URL cannot be fetched."""
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        current = url
+        for _hop in range(self.politeness.max_redirects + 1):
+            if not self.in_site(current):
+                raise FetchError(url, f"redirect leaves the site: {current}")
+            if not await self.allowed(current):
+                raise FetchError(url, f"disallowed by robots.txt: {current}")
+            response = await self._get_with_retries(current, headers)
+            location = response.header("location")
+            if response.status in _REDIRECTS and location:
+                current = urljoin(current, location)
+                continue
+            if response.status == 304:
+                self.stats.not_modified += 1
+            return replace(response, requested_url=url)
+        raise FetchError(url, f"more than {self.politeness.max_redirects} redirects")
+
+    async def _get_with_retries(self, url: str, headers: dict[str, str]) -> Fetched:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    if number > 1:
+                        self.stats.retries += 1
+                    response = await self._attempt(url, headers)
+                    return replace(response, attempts=number)
+        except _Retryable as exc:
+            raise FetchError(
+                url, f"{exc.reason} (gave up after {self.retry.attempts} attempts)"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.retry.retry_after_max)
+        backoff = self.retry.backoff_initial * 2 ** (state.attempt_number - 1)
+        return min(backoff, self.retry.backoff_max) * (0.5 + self._rng.random() / 2)
+
+    async def _attempt(self, url: str, headers: dict[str, str]) -> Fetched:
+        host = self._host(url)
+        async with host.slots:
+            await self._wait_turn(host)
+            self.stats.requests += 1
+            try:
+                # httpx's read timeout is per read; a server dripping bytes could hold a slot
+                # forever, so the whole exchange has a deadline too.
+                async with asyncio.timeout(
+                    self.politeness.connect_timeout + 2 * self.politeness.read_timeout
+                ):
+                    response = await self._exchange(url, headers)
+            except (httpx.TransportError, TimeoutError) as exc:
+                raise _Retryable(_describe(exc)) from None
+        if self.on_response is not None:
+            self.on_response(response)
+        if response.status in self.retry.statuses:
+            raise _Retryable(
+                f"HTTP {response.status}", _retry_after(response.header("retry-after"))
+            )
+        return response
+
+    async def _exchange(self, url: str, headers: dict[str, str]) -> Fetched:
+        cap = self.politeness.max_response_bytes
+        async with self._client.stream("GET", url, headers=headers) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > cap:
+                raise FetchError(url, f"response too large: {declared} bytes (cap {cap})")
+            chunks, size = [], 0
+            # Decoded bytes are counted: the cap protects memory, whatever the transfer encoding.
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise FetchError(url, f"response too large: over {cap} bytes")
+                chunks.append(chunk)
+            self.stats.bytes += response.num_bytes_downloaded
+            return Fetched(
+                url=url,
+                status=response.status_code,
+                headers=tuple(response.headers.multi_items()),
+                body=b"".join(chunks),
+                request_headers=tuple(response.request.headers.multi_items()),
+                http_version=response.http_version,
+                fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                requested_url=url,
+            )
+
+    async def _wait_turn(self, host: _Host) -> None:
+        """Space request starts on a host by the delay plus jitter."""
+        loop = asyncio.get_running_loop()
+        async with host.lock:
+            now = loop.time()
+            start = max(now, host.next_start)
+            jitter = self._rng.uniform(0, self.politeness.jitter) if host.delay else 0.0
+            host.next_start = start + host.delay + jitter
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def _host(self, url: str) -> _Host:
+        netloc = urlsplit(url).netloc
+        if netloc not in self._hosts:
+            self._hosts[netloc] = _Host(
+                slots=asyncio.Semaphore(self.politeness.concurrency),
+                delay=self.politeness.delay,
+            )
+        return self._hosts[netloc]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection broken ({exc})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

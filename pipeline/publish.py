@@ -1,0 +1,235 @@
+"""Publish the archive with Datasette: the project's metadata, canned queries, templates and
+cell rendering, over a connection that can never write the archive."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+from urllib.parse import urlencode
+
+import markupsafe
+import uvicorn
+import yaml
+from datasette import handle_exception as datasette_errors
+from datasette import hookimpl
+from datasette.app import Datasette
+from datasette.database import Database
+from datasette.plugins import pm
+
+from .errors import ArchiveError, ConfigError
+from .store import DEFAULT_DB
+
+# The database's name in every URL (/micropause/lessons), whatever the file is called, so the
+# metadata, templates and documented URLs hold for any --db.
+ARCHIVE_NAME = "micropause"
+METADATA_PATH = Path(__file__).resolve().parent.parent / "config" / "metadata.yml"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8001
+PLUGIN_NAME = "micropause-publish"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY = "the archive is published read-only: only GET and HEAD requests are answered"
+
+
+def load_metadata(path: Path | str = METADATA_PATH) -> dict:
+    """The Datasette metadata: titles, descriptions, facets, canned queries. Refuses canned
+    queries that write, since the published archive is read-only."""
+    path = Path(path)
+    try:
+        metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read Datasette metadata {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{path}: expected a mapping of Datasette metadata")
+    for database in (metadata.get("databases") or {}).values():
+        for name, query in (database.get("queries") or {}).items():
+            if isinstance(query, dict) and query.get("write"):
+                raise ConfigError(f"{path}: canned query {name!r} writes; the archive is read-only")
+    return metadata
+
+
+def build_datasette(
+    db_path: Path | str = DEFAULT_DB, *, metadata_path: Path | str = METADATA_PATH
+) -> Datasette:
+    """A Datasette instance publishing the archive read-only under the name "micropause"."""
+    db_path = Path(db_path)
+    check_archive(db_path)
+    metadata = load_metadata(metadata_path)
+    register_plugin()
+    datasette = Datasette(metadata=metadata, template_dir=str(TEMPLATES_DIR))
+    # Datasette adds an empty in-memory database when it is given no files; it would only be
+    # a second, confusing entry on the home page.
+    datasette.remove_database("_memory")
+    # A mutable database, opened ?mode=ro, rather than an immutable one: `micropause run`
+    # updates the archive while it is being served, and immutable mode would promise SQLite
+    # the file never changes (stale row counts, torn reads mid-run). Writes are refused by
+    # prepare_connection below instead.
+    datasette.add_database(Database(datasette, path=str(db_path), is_mutable=True), ARCHIVE_NAME)
+    return datasette
+
+
+def check_archive(db_path: Path) -> None:
+    """One clear error rather than Datasette's traceback when there is nothing to serve."""
+    if not db_path.is_file():
+        raise ArchiveError(f"no archive at {db_path} (run `micropause crawl` first)")
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
+    if not {"lessons", "programs", "lessons_fts"} <= tables:
+        raise ArchiveError(f"{db_path} is not a micropause archive (no lessons table)")
+
+
+def serve(
+    db_path: Path | str = DEFAULT_DB, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> None:
+    """Serve the archive read-only until interrupted, printing its URL once it listens (the
+    `micropause serve` command, and the end of `make demo`)."""
+    datasette = build_datasette(db_path)
+    listener = bind(host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(datasette.app(), log_level="warning", lifespan="on", workers=1)
+    )
+    print(f"Serving {db_path} read-only at {archive_url(host, port)} (Ctrl-C to stop)", flush=True)
+    server.run(sockets=[listener])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before serving so a taken port is one clear error."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def archive_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/{ARCHIVE_NAME}"
+
+
+def register_plugin() -> None:
+    """Register this module's hooks with Datasette. Its plugin manager is process-wide:
+    register once, however many instances are built."""
+    if pm.get_plugin(PLUGIN_NAME) is None:
+        pm.register(sys.modules[__name__], name=PLUGIN_NAME)
+    # Datasette 0.65 prints every error page it serves, 404s included, as a rich traceback
+    # with locals when rich is importable (it is: our CLI uses it), and its 404 for an
+    # unknown path then crashes, since rich refuses to print outside an `except` block.
+    # Without rich it keeps printing the tracebacks of real server errors.
+    datasette_errors.rich = None
+
+
+def paragraphs(text: str) -> markupsafe.Markup:
+    """The description's paragraphs (separated by a blank line in the archive) as <p>s."""
+    parts = [part.strip() for part in text.split("\n\n") if part.strip()]
+    return markupsafe.Markup("").join(markupsafe.Markup("<p>{}</p>").format(part) for part in parts)
+
+
+def highlighted(passage: str) -> markupsafe.Markup:
+    """An FTS snippet with its <mark> delimiters kept and everything else escaped."""
+    escaped = markupsafe.escape(passage)
+    return markupsafe.Markup(
+        escaped.replace("&lt;mark&gt;", "<mark>").replace("&lt;/mark&gt;", "</mark>")
+    )
+
+
+def syllabus_url(datasette: Datasette, database: str, program: str) -> str:
+    return f"{datasette.urls.query(database, 'syllabus')}?{urlencode({'program': program})}"
+
+
+def link(href: str, text: str, title: str) -> markupsafe.Markup:
+    return markupsafe.Markup('<a href="{}" title="{}">{}</a>').format(href, title, text)
+
+
+# Datasette's hooks, registered by register_plugin. They touch the archive's database only,
+# never Datasette's own (_internal is written by Datasette itself).
+
+
+@hookimpl
+def prepare_connection(conn, database, datasette):
+    # Every connection Datasette opens on the archive, its write connection included, refuses
+    # writes: a write canned query or a plugin could otherwise still change the archive.
+    if database == ARCHIVE_NAME:
+        conn.execute("PRAGMA query_only = 1")
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    if ARCHIVE_NAME in datasette.databases:
+        return refuse_writes
+    return None
+
+
+def refuse_writes(app):
+    """Only GET and HEAD reach Datasette: a write attempt gets 405 before any view sees it,
+    rather than Datasette 0.65's 500 ("You may only POST to a canned query")."""
+
+    async def read_only_app(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in READ_METHODS:
+            body = json.dumps({"ok": False, "status": 405, "error": READ_ONLY}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 405,
+                    "headers": [
+                        (b"content-type", b"application/json; charset=utf-8"),
+                        (b"allow", ", ".join(sorted(READ_METHODS)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return read_only_app
+
+
+@hookimpl
+def render_cell(row, value, column, table, database, datasette):
+    if database != ARCHIVE_NAME or value is None:
+        return None
+    if column == "description" and isinstance(value, str):
+        return paragraphs(value)
+    if table is None and column == "passage" and isinstance(value, str):
+        return highlighted(value)
+    # The columns a link needs may have been left out with ?_col= / ?_nocol=.
+    shown = set(row.keys())
+    if table == "programs" and column == "name" and "slug" in shown:
+        return link(syllabus_url(datasette, database, row["slug"]), value, "syllabus")
+    if table == "programs" and column == "parts_missing":
+        return missing_parts(value)
+    if table == "lessons_in_order" and column == "part" and "program" in shown:
+        return link(syllabus_url(datasette, database, row["program"]), value, "syllabus")
+    if table == "lessons" and column == "part" and "program_id" in shown:
+        return part_link(row["program_id"], value, database, datasette)
+    return None
+
+
+async def part_link(program_id, part, database, datasette):
+    result = await datasette.get_database(database).execute(
+        "SELECT slug FROM programs WHERE id = ?", [program_id]
+    )
+    row = result.first()
+    if row is None:  # a lesson without a program has no syllabus
+        return None
+    return link(syllabus_url(datasette, database, row["slug"]), part, "syllabus")
+
+
+def missing_parts(value: str) -> markupsafe.Markup | str | None:
+    try:
+        parts = json.loads(value)
+    except (TypeError, ValueError):
+        return None
+    if not parts:
+        return "none"
+    return ", ".join(f"part {part}" for part in parts) + ": not found on the site"

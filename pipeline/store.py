@@ -1,0 +1,391 @@
+"""The archive: schema, migrations, and one transaction per run's writes.
+
+A run's row is written when it starts (so a run killed mid-way is visible and the next run
+closes it as interrupted); everything the run learned is written in one transaction when it
+ends, so a failed or killed run leaves the previous archive exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from .crawl import CrawlResult, PageRecord
+from .errors import ArchiveError
+from .normalise import Lesson, programs_of, slugify, split_title
+
+DEFAULT_DB = Path("archive/micropause.db")
+LESSON_CONTENT = ("title", "description", "author", "published")
+
+migrations = Migrations("micropause")
+
+
+@migrations()
+def m001_core_tables(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE programs (
+            id INTEGER PRIMARY KEY,
+            slug TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            lesson_count INTEGER NOT NULL DEFAULT 0,
+            parts_missing TEXT NOT NULL DEFAULT '[]'
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE lessons (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,
+            slug TEXT NOT NULL,
+            title TEXT NOT NULL,
+            program_id INTEGER REFERENCES programs(id),
+            part INTEGER,
+            subtitle TEXT,
+            description TEXT NOT NULL,
+            author TEXT,
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            removed_at TEXT,
+            content_hash TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX lessons_program_part ON lessons(program_id, part)")
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            status TEXT NOT NULL,
+            start_urls TEXT NOT NULL,
+            complete INTEGER,
+            requests INTEGER,
+            retries INTEGER,
+            bytes INTEGER,
+            pages_fetched INTEGER,
+            pages_not_modified INTEGER,
+            pages_failed INTEGER,
+            lessons_found INTEGER,
+            lessons_new INTEGER,
+            lessons_changed INTEGER,
+            lessons_removed INTEGER,
+            health TEXT,
+            error TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE pages (
+            url TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status INTEGER,
+            etag TEXT,
+            last_modified TEXT,
+            sha256 TEXT,
+            bytes INTEGER,
+            listed INTEGER,
+            fetched_at TEXT,
+            run_id INTEGER REFERENCES runs(id),
+            error TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE VIRTUAL TABLE lessons_fts USING fts5(
+            title, subtitle, description, program,
+            tokenize = 'porter unicode61 remove_diacritics 2'
+        )"""
+    )
+    db.execute(
+        """
+        CREATE VIEW lessons_in_order AS
+        SELECT lessons.id, programs.name AS program, lessons.part, lessons.subtitle,
+               lessons.title, lessons.url, lessons.author, lessons.published,
+               lessons.description, lessons.first_seen, lessons.last_seen, lessons.removed_at
+        FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
+        ORDER BY programs.name IS NULL, programs.name, lessons.part, lessons.published,
+                 lessons.title"""
+    )
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    lessons_found: int
+    new: int
+    changed: int
+    removed: int
+    restored: int
+    programs: int
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def open_archive(path: Path | str = DEFAULT_DB, *, create: bool = True) -> Database:
+    """Open (or create) the archive, in WAL mode, with every migration applied."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise ArchiveError(f"no archive at {path} (run `micropause crawl` first)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = Database(path)
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.enable_wal()
+        db.execute("PRAGMA foreign_keys = ON")
+        migrations.apply(db)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise ArchiveError(f"cannot open archive {path}: {exc}") from None
+    return db
+
+
+def begin_run(db: Database, start_urls: Iterable[str], started: str | None = None) -> int:
+    """Record a run as running. A run still 'running' from before was killed: close it."""
+    started = started or now_iso()
+    with db.atomic():
+        db.execute(
+            "UPDATE runs SET status = 'interrupted', finished = ?, "
+            "error = coalesce(error, 'the process ended before the run finished') "
+            "WHERE status = 'running'",
+            [started],
+        )
+        cursor = db.execute(
+            "INSERT INTO runs (started, status, start_urls) VALUES (?, 'running', ?)",
+            [started, json.dumps(list(start_urls))],
+        )
+    return cursor.lastrowid
+
+
+def end_run(
+    db: Database,
+    run_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    health: list[str] | None = None,
+    finished: str | None = None,
+) -> None:
+    """Close a run that wrote nothing (failed, interrupted) or set its final status."""
+    with db.atomic():
+        db.execute(
+            "UPDATE runs SET status = ?, finished = ?, error = coalesce(?, error), "
+            "health = coalesce(?, health) WHERE id = ?",
+            [
+                status,
+                finished or now_iso(),
+                error,
+                json.dumps(health) if health is not None else None,
+                run_id,
+            ],
+        )
+
+
+def save_run(
+    db: Database,
+    run_id: int,
+    result: CrawlResult,
+    lessons: list[Lesson],
+    *,
+    mark_removed: bool,
+    status: str = "ok",
+    health: list[str] | None = None,
+    finished: str | None = None,
+) -> RunCounts:
+    """Write everything one run observed, in one transaction."""
+    finished = finished or now_iso()
+    with db.atomic():
+        counts = _save_lessons(db, lessons, result, finished, mark_removed)
+        _save_pages(db, run_id, result.pages.values())
+        program_count = refresh_programs(db)
+        refresh_search(db)
+        stats = result.stats
+        pages = result.pages.values()
+        db["runs"].update(
+            run_id,
+            {
+                "finished": finished,
+                "status": status,
+                "complete": int(result.complete),
+                "requests": stats.requests,
+                "retries": stats.retries,
+                "bytes": stats.bytes,
+                "pages_fetched": sum(1 for p in pages if p.status is not None),
+                "pages_not_modified": sum(1 for p in pages if p.status == 304),
+                "pages_failed": sum(1 for p in pages if p.error is not None),
+                "lessons_found": counts.lessons_found,
+                "lessons_new": counts.new,
+                "lessons_changed": counts.changed,
+                "lessons_removed": counts.removed,
+                "health": json.dumps(health or []),
+            },
+        )
+    return RunCounts(**{**counts.__dict__, "programs": program_count})
+
+
+def _save_lessons(
+    db: Database,
+    lessons: list[Lesson],
+    result: CrawlResult,
+    now: str,
+    mark_removed: bool,
+) -> RunCounts:
+    existing = {
+        row[0]: row[1:]
+        for row in db.execute("SELECT url, id, content_hash, removed_at FROM lessons").fetchall()
+    }
+    program_ids = ensure_programs(db, {lesson.program_slug for lesson in lessons})
+    new = changed = restored = 0
+    for lesson in lessons:
+        row = {
+            "url": lesson.url,
+            "slug": lesson.slug,
+            "title": lesson.title,
+            "program_id": program_ids.get(lesson.program_slug),
+            "part": lesson.part,
+            "subtitle": lesson.subtitle,
+            "description": lesson.description,
+            "author": lesson.author,
+            "published": lesson.published,
+            "last_seen": now,
+            "removed_at": None,
+            "content_hash": lesson.content_hash,
+        }
+        before = existing.get(lesson.url)
+        if before is None:
+            db["lessons"].insert({**row, "first_seen": now})
+            new += 1
+            continue
+        lesson_id, content_hash, removed_at = before
+        changed += content_hash != lesson.content_hash
+        restored += removed_at is not None
+        db["lessons"].update(lesson_id, row)
+    if result.not_modified:
+        db.conn.executemany(
+            "UPDATE lessons SET last_seen = ? WHERE url = ?",
+            [(now, url) for url in result.not_modified],
+        )
+    removed = 0
+    if mark_removed:
+        seen = result.lesson_urls
+        gone = [
+            url
+            for url, (_id, _hash, removed_at) in existing.items()
+            if url not in seen and removed_at is None
+        ]
+        db.conn.executemany(
+            "UPDATE lessons SET removed_at = ? WHERE url = ?", [(now, url) for url in gone]
+        )
+        removed = len(gone)
+    return RunCounts(
+        lessons_found=len(result.lesson_urls),
+        new=new,
+        changed=changed,
+        removed=removed,
+        restored=restored,
+        programs=0,
+    )
+
+
+def ensure_programs(db: Database, slugs: Iterable[str | None]) -> dict[str, int]:
+    """The id of each program slug, creating rows for programs not seen before. Names and
+    counts are filled in by refresh_programs once all lessons are written."""
+    for slug in sorted(s for s in slugs if s):
+        db.execute(
+            "INSERT INTO programs (slug, name) VALUES (?, ?) ON CONFLICT(slug) DO NOTHING",
+            [slug, slug],
+        )
+    return dict(db.execute("SELECT slug, id FROM programs").fetchall())
+
+
+def refresh_programs(db: Database) -> int:
+    """Recompute each program's canonical name, lesson count and gaps from the lessons the
+    archive currently holds (removed lessons no longer count)."""
+    rows = db.execute(
+        "SELECT url, slug, title, published FROM lessons "
+        "WHERE removed_at IS NULL AND program_id IS NOT NULL"
+    ).fetchall()
+    current = []
+    for url, slug, title, published in rows:
+        parts = split_title(title)
+        current.append(
+            Lesson(
+                url=url,
+                slug=slug,
+                title=title,
+                program=parts.program,
+                program_slug=slugify(parts.program) if parts.program else None,
+                part=parts.part,
+                subtitle=parts.subtitle,
+                description="",
+                author=None,
+                published=published,
+            )
+        )
+    programs = programs_of(current)
+    db.execute("UPDATE programs SET lesson_count = 0, parts_missing = '[]'")
+    for program in programs:
+        db.execute(
+            "UPDATE programs SET name = ?, lesson_count = ?, parts_missing = ? WHERE slug = ?",
+            [
+                program.name,
+                program.lesson_count,
+                json.dumps(list(program.parts_missing)),
+                program.slug,
+            ],
+        )
+    return len(programs)
+
+
+def refresh_search(db: Database) -> None:
+    """Rebuild the full-text index from the lessons table, inside the run's transaction."""
+    db.execute("DELETE FROM lessons_fts")
+    db.execute(
+        """
+        INSERT INTO lessons_fts (rowid, title, subtitle, description, program)
+        SELECT lessons.id, lessons.title, lessons.subtitle, lessons.description, programs.name
+        FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id"""
+    )
+
+
+def _save_pages(db: Database, run_id: int, pages: Iterable[PageRecord]) -> None:
+    """Upsert each fetched page. A page that failed this run keeps the validators and digest
+    of its last good fetch, so the next run can still ask conditionally."""
+    fetched: list[dict] = []
+    failed: list[dict] = []
+    for p in pages:
+        if p.error is not None:
+            failed.append({"url": p.url, "kind": p.kind, "error": p.error, "run_id": run_id})
+        elif p.status is not None:
+            row = {
+                "url": p.url,
+                "kind": p.kind,
+                "status": p.status,
+                "etag": p.etag,
+                "last_modified": p.last_modified,
+                "sha256": p.sha256,
+                "bytes": p.bytes,
+                "listed": p.listed,
+                "fetched_at": p.fetched_at,
+                "run_id": run_id,
+                "error": None,
+            }
+            if p.status == 304:
+                # Not modified: the digest and listing count of the stored copy still hold.
+                row = {k: v for k, v in row.items() if v is not None or k == "error"}
+            fetched.append(row)
+    # upsert_all writes the same columns for every row of a call: group rows by their columns
+    # so that a column a row leaves out keeps its stored value.
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in (*fetched, *failed):
+        groups.setdefault(tuple(row), []).append(row)
+    for rows in groups.values():
+        db["pages"].upsert_all(rows, pk="url")

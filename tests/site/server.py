@@ -1,0 +1,800 @@
+"""A local stand-in for movementality.se that tests and ``make demo`` crawl instead of the internet.
+
+``FixtureSite`` serves the lessons in ``lessons.json`` with the real site's URLs, markup and
+quirks (see /work/shared/SITE.md and ``render.py``): per-lesson "You may also like" listings
+paginated under ``/video/<slug>/page/<N>/``, trailing-slash redirects, ``robots.txt``, WordPress
+core sitemaps, ETag/Last-Modified validators, plus test hooks: request records, a concurrency
+high-water mark, content mutations between crawls, and injected faults.
+
+Standard library only, so the fixture cannot break when the project's dependencies change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from . import render
+
+DEFAULT_DATA = Path(__file__).with_name("lessons.json")
+DEFAULT_ROBOTS = (
+    "User-agent: *\n"
+    "Disallow: /wp-admin/\n"
+    "Disallow: /video/staff-preview/\n"
+    "Allow: /wp-admin/admin-ajax.php\n"
+)
+DEFAULT_OFFSITE_URL = "http://127.0.0.2:9/elsewhere/"
+START_SLUG = "forward-fold-circle-the-knees"
+
+FAULT_KINDS = (
+    "503",
+    "429",
+    "500",
+    "reset",
+    "truncate",
+    "slow",
+    "offsite",
+    "loop",
+    "not-html",
+    "bad-utf8",
+    "huge",
+)
+# Faults a retrying crawler is expected to get past; the default for seeded_faults().
+TRANSIENT_FAULTS = ("503", "429", "500", "reset", "truncate")
+HUGE_BODY_BYTES = 20 * 1024 * 1024
+
+HTML = "text/html; charset=UTF-8"
+XML = "application/xml; charset=UTF-8"
+TEXT = "text/plain; charset=utf-8"
+
+_SIMPLE_PAGES = {
+    "/about/": (
+        "About",
+        [
+            "Movementality is Josefine&#8217;s studio for movement, body awareness and rest.",
+            "The Micro Pause lessons are short videos you can follow wherever you are.",
+        ],
+    ),
+    "/contact/": ("Contact", ["Write to us at hello@movementality.invalid."]),
+}
+_SITE_MODIFIED = datetime(2023, 8, 14, 9, 30, tzinfo=UTC)
+# A 1x1 transparent GIF, served for every theme image so browser-driven tests see no 404 noise.
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+_PDF = (
+    b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< >>\n%%EOF\n"
+)
+
+
+@dataclass
+class Lesson:
+    slug: str
+    title: str
+    author: str = "josefine"
+    published: str = ""  # YYYY-MM-DD; "" lets publish() use today's date
+    modified: str = ""  # YYYY-MM-DDTHH:MM:SSZ; "" lets publish() use the current time
+    categories: list[str] = field(default_factory=list)
+    description: list[str] = field(default_factory=list)
+    # What other lessons' listings show; load_lessons()/publish() fill it from description.
+    listing_description: list[str] = field(default_factory=list)
+    listed: bool = True  # False: the page exists but no listing or sitemap links to it
+    post_id: int = 0  # 0 lets publish() pick the next id
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str  # as requested, query string included
+    headers: dict[str, str]  # names lower-cased
+    time: float  # time.monotonic() when the request was read
+    status: int = 0  # 0 until the response is decided; set before any byte is sent
+    bytes_sent: int = 0  # body bytes (grows while a "huge" body streams)
+    fault: str | None = None
+
+
+def load_lessons(path: str | os.PathLike[str] = DEFAULT_DATA) -> list[Lesson]:
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    return [_with_defaults(Lesson(**raw)) for raw in doc["lessons"]]
+
+
+def _with_defaults(lesson: Lesson) -> Lesson:
+    # WordPress shows the content as the listing excerpt unless an excerpt was written.
+    if not lesson.listing_description:
+        lesson.listing_description = list(lesson.description)
+    return lesson
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _disallowed(robots_text: str) -> list[str]:
+    # Good enough for the fixture's own robots.txt: every Disallow applies to every agent.
+    prefixes = []
+    for line in robots_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "disallow" and value.strip():
+            prefixes.append(value.strip())
+    return prefixes
+
+
+def _listing(lessons: Mapping[str, Lesson], hidden: set[str], slug: str) -> list[Lesson]:
+    """Lessons shown under ``slug``: published, listed, sharing a category; newest first."""
+    cats = set(lessons[slug].categories)
+    items = [
+        other
+        for other in lessons.values()
+        if other.slug != slug
+        and other.listed
+        and other.slug not in hidden
+        and cats.intersection(other.categories)
+    ]
+    items.sort(key=lambda item: (item.published, item.post_id), reverse=True)
+    return items
+
+
+def _crawlable_paths(
+    lessons: Mapping[str, Lesson], hidden: set[str], per_page: int, robots_text: str
+) -> list[str]:
+    disallowed = _disallowed(robots_text)
+    paths = []
+    for lesson in lessons.values():
+        if not lesson.listed or lesson.slug in hidden:
+            continue
+        base = f"/video/{lesson.slug}/"
+        if any(base.startswith(prefix) for prefix in disallowed):
+            continue
+        count = len(_listing(lessons, hidden, lesson.slug))
+        paths.append(base)
+        paths.extend(f"{base}page/{n}/" for n in range(2, _pages(count, per_page) + 1))
+    return sorted(paths)
+
+
+def _pages(count: int, per_page: int) -> int:
+    return max(1, math.ceil(count / per_page))
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    last_modified: datetime | None = None
+    validators: bool = False  # send ETag/Last-Modified and honour conditional requests
+    stream: Iterator[bytes] | None = None  # body of unknown length, delimited by closing
+
+
+class FixtureSite:
+    """The fixture web server. Use as a context manager, or call start() and stop().
+
+    ``faults`` maps a request path (no query string) to the faults its 1st, 2nd, ... requests
+    meet; afterwards the path answers normally. Kinds:
+
+    - ``"503"``, ``"429"``: that status with ``Retry-After: 1``; ``"500"``: a plain 500.
+    - ``"reset"``: headers and half the body, then a TCP reset.
+    - ``"truncate"``: the full Content-Length, half the body, then a clean close.
+    - ``"slow"``: wait ``slow_seconds`` before answering (to exceed a client's read timeout).
+    - ``"offsite"``: 302 to ``offsite_url``.
+    - ``"loop"``: 301 to ``path?loop=1``, which 301s back to ``path``. Never used up, so a
+      client that follows redirects loops until its own limit; clear it with set_faults().
+    - ``"not-html"``: 200 ``application/pdf``.
+    - ``"bad-utf8"``: the normal page with invalid UTF-8 inside the first description paragraph.
+    - ``"huge"``: 200 with a 20 MB body, no Content-Length, ``Connection: close``.
+    """
+
+    def __init__(
+        self,
+        lessons: list[Lesson] | None = None,
+        *,
+        per_page: int = 3,
+        sitemap: bool = True,
+        robots_txt: str | None = None,
+        latency: float = 0.0,
+        faults: dict[str, list[str]] | None = None,
+        slow_seconds: float = 3.0,
+        offsite_url: str = DEFAULT_OFFSITE_URL,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        source = load_lessons() if lessons is None else lessons
+        # Deep copies: mutations between crawls must never leak into the caller's objects.
+        self._lessons: dict[str, Lesson] = {}
+        for lesson in source:
+            if lesson.slug in self._lessons:
+                raise ValueError(f"duplicate slug {lesson.slug!r}")
+            self._lessons[lesson.slug] = _with_defaults(copy.deepcopy(lesson))
+        self._hidden: set[str] = set()  # unpublished slugs
+        self.per_page = per_page
+        self.sitemap = sitemap
+        self.robots_txt = robots_txt
+        self.latency = latency
+        self.slow_seconds = slow_seconds
+        self.offsite_url = offsite_url
+        self.host = host
+        self.port = port
+
+        self._lock = threading.RLock()
+        self.requests: list[RequestRecord] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._faults: dict[str, list[str]] = {}
+        self._fault_pos: dict[str, int] = {}
+        self.set_faults(faults or {})
+
+        # Mutations stamp times that strictly increase, so Last-Modified always moves forward
+        # even when two edits land in the same second.
+        stamps = [_parse_time(x.modified) for x in self._lessons.values() if x.modified]
+        self._last_stamp = max(stamps, default=datetime(2023, 1, 1, tzinfo=UTC))
+        # Unpublishing removes a lesson from listings without touching any remaining lesson's
+        # `modified`; listing pages fold this in so Last-Modified still moves forward.
+        self._structure_changed: datetime | None = None
+
+        self._httpd: _Server | None = None
+        self._url: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FixtureSite:
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        httpd = _Server((self.host, self.port), _Handler)
+        httpd.site = self
+        self._httpd = httpd
+        host, port = httpd.server_address[:2]
+        # Kept after stop() so handlers finishing late can still render absolute URLs.
+        self._url = f"http://{host}:{port}"
+        # A short poll interval keeps stop() fast; tests start and stop many servers.
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fixture-site-{httpd.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping for latency / "slow"
+        httpd.shutdown()
+        httpd.server_close()
+        # Keep-alive connections would otherwise keep handler threads waiting for a next
+        # request that never comes.
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> FixtureSite:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("FixtureSite is not running; call start() first")
+        return self._url
+
+    def lesson_url(self, slug: str) -> str:
+        return f"{self.url}/video/{slug}/"
+
+    def listing_url(self, slug: str, page: int) -> str:
+        """URL of listing page ``page`` of ``slug`` (page 1 is the lesson URL itself)."""
+        return render.lesson_url(self.url, slug, page)
+
+    # -- observation -----------------------------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def reset_stats(self) -> None:
+        """Forget recorded requests and the in-flight high-water mark (e.g. between crawls)."""
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = self._in_flight
+
+    # -- content queries (what the site currently publishes) ----------------------------------
+
+    @property
+    def lessons(self) -> list[Lesson]:
+        """Copies of all published lessons, listed or not."""
+        with self._lock:
+            return [copy.deepcopy(x) for x in self._lessons.values() if x.slug not in self._hidden]
+
+    def lesson(self, slug: str) -> Lesson | None:
+        with self._lock:
+            found = self._lessons.get(slug)
+            return None if found is None or slug in self._hidden else copy.deepcopy(found)
+
+    def listing(self, slug: str) -> list[Lesson]:
+        """The full "You may also like" listing of ``slug``, newest first (all pages)."""
+        with self._lock:
+            return [copy.deepcopy(x) for x in _listing(self._lessons, self._hidden, slug)]
+
+    def page_count(self, slug: str) -> int:
+        with self._lock:
+            return _pages(len(_listing(self._lessons, self._hidden, slug)), self.per_page)
+
+    def crawlable_paths(self) -> list[str]:
+        """Every lesson and listing page a polite crawler can discover (robots.txt honoured)."""
+        with self._lock:
+            return _crawlable_paths(
+                self._lessons, self._hidden, self.per_page, self._robots_text("")
+            )
+
+    # -- mutations (take effect on the next request) ---------------------------------------
+
+    def edit(self, slug: str, **fields: Any) -> Lesson:
+        """Change fields of a lesson, as an editor would; bumps ``modified`` unless given."""
+        names = {f.name for f in dataclasses.fields(Lesson)}
+        unknown = set(fields) - names
+        if unknown:
+            raise TypeError(f"unknown Lesson fields: {sorted(unknown)}")
+        if "slug" in fields and fields["slug"] != slug:
+            raise ValueError("changing a slug is not supported (WordPress would redirect)")
+        with self._lock:
+            lesson = self._lessons[slug]
+            # WordPress derives the listing excerpt from the content unless one was written.
+            if (
+                "description" in fields
+                and "listing_description" not in fields
+                and lesson.listing_description == lesson.description
+            ):
+                fields["listing_description"] = list(fields["description"])
+            for name, value in fields.items():
+                setattr(lesson, name, copy.deepcopy(value))
+            if "modified" not in fields:
+                lesson.modified = _iso(self._stamp())
+            if {"categories", "listed", "published", "post_id"} & set(fields):
+                self._structure_changed = self._stamp()
+            return copy.deepcopy(lesson)
+
+    def unpublish(self, slug: str) -> None:
+        with self._lock:
+            if slug not in self._lessons:
+                raise KeyError(slug)
+            self._hidden.add(slug)
+            self._structure_changed = self._stamp()
+
+    def publish(self, lesson: Lesson | str) -> Lesson:
+        """Publish a new lesson, or re-publish an unpublished one (by slug or with new data).
+
+        A new lesson without ``published``/``modified``/``post_id`` gets today's date, the
+        current time and the next post id, so it becomes the newest lesson.
+        """
+        with self._lock:
+            slug = lesson if isinstance(lesson, str) else lesson.slug
+            if slug in self._lessons and slug not in self._hidden:
+                raise ValueError(f"{slug!r} is already published")
+            if isinstance(lesson, str):
+                if slug not in self._hidden:
+                    raise KeyError(slug)
+                stored = self._lessons[slug]
+                stored.modified = _iso(self._stamp())
+            else:
+                stored = _with_defaults(copy.deepcopy(lesson))
+                if not stored.post_id:
+                    stored.post_id = 1 + max((x.post_id for x in self._lessons.values()), default=0)
+                if not stored.published:
+                    stored.published = date.today().isoformat()
+                if not lesson.modified or slug in self._lessons:
+                    stored.modified = _iso(self._stamp())
+                self._lessons.pop(slug, None)
+                self._lessons[slug] = stored
+            self._hidden.discard(slug)
+            self._structure_changed = self._stamp()
+            return copy.deepcopy(stored)
+
+    def set_faults(self, faults: Mapping[str, Sequence[str]]) -> None:
+        """Replace all faults; each path's list starts again from its first entry."""
+        for path, kinds in faults.items():
+            bad = [k for k in kinds if k not in FAULT_KINDS]
+            if bad:
+                raise ValueError(f"unknown fault kinds for {path}: {bad}")
+        with self._lock:
+            self._faults = {path: list(kinds) for path, kinds in faults.items()}
+            self._fault_pos = {}
+
+    @classmethod
+    def seeded_faults(
+        cls,
+        seed: int,
+        fraction: float,
+        kinds: Sequence[str] = TRANSIENT_FAULTS,
+        *,
+        lessons: list[Lesson] | None = None,
+        per_page: int = 3,
+    ) -> dict[str, list[str]]:
+        """Deterministically give ~``fraction`` of the crawlable pages 1-2 faults each."""
+        source = load_lessons() if lessons is None else lessons
+        by_slug = {x.slug: x for x in source}
+        paths = _crawlable_paths(by_slug, set(), per_page, DEFAULT_ROBOTS)
+        rng = random.Random(seed)
+        chosen = sorted(rng.sample(paths, round(fraction * len(paths))))
+        return {path: [rng.choice(kinds) for _ in range(rng.randint(1, 2))] for path in chosen}
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _stamp(self) -> datetime:
+        now = datetime.now(UTC).replace(microsecond=0)
+        self._last_stamp = max(now, self._last_stamp + timedelta(seconds=1))
+        return self._last_stamp
+
+    def _robots_text(self, base: str) -> str:
+        if self.robots_txt is not None:
+            return self.robots_txt.replace("{url}", base)
+        text = DEFAULT_ROBOTS
+        if self.sitemap:
+            text += f"\nSitemap: {base}/wp-sitemap.xml\n"
+        return text
+
+    def _begin(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _next_fault(self, path: str) -> str | None:
+        with self._lock:
+            kinds = self._faults.get(path)
+            pos = self._fault_pos.get(path, 0)
+            if not kinds or pos >= len(kinds):
+                return None
+            kind = kinds[pos]
+            # "loop" never gets used up: a redirect loop is a standing misconfiguration, and
+            # a client following redirects must keep meeting it (set_faults() clears it).
+            if kind != "loop":
+                self._fault_pos[path] = pos + 1
+            return kind
+
+    def _respond(self, path: str, query: str, fault: str | None) -> _Response:
+        if fault == "loop":
+            target = path if "loop=1" in query else f"{path}?loop=1"
+            return _redirect(f"{self.url}{target}")
+        if fault in ("503", "429"):
+            return _Response(
+                int(fault),
+                _error_html(fault),
+                HTML,
+                headers=[("Retry-After", "1")],
+            )
+        if fault == "500":
+            return _Response(500, _error_html("500"), HTML)
+        if fault == "offsite":
+            return _redirect(self.offsite_url, status=302)
+        if fault == "not-html":
+            return _Response(200, _PDF, "application/pdf")
+        if fault == "huge":
+            return _Response(200, content_type=HTML, stream=_huge_body(HUGE_BODY_BYTES))
+        with self._lock:
+            response = self._route(path, query)
+        if fault == "bad-utf8" and response.status == 200:
+            response.body = _corrupt_utf8(response.body)
+        return response
+
+    def _route(self, path: str, query: str) -> _Response:
+        base = self.url
+        if path == "/robots.txt":
+            text = self._robots_text(base).encode()
+            return _Response(200, text, TEXT, last_modified=_SITE_MODIFIED, validators=True)
+        if path.startswith("/wp-sitemap") and path.endswith(".xml"):
+            return self._sitemap(base, path)
+        if path.startswith("/video/"):
+            return self._video(base, path)
+        if path == "/":
+            post_id = parse_qs(query).get("p", [""])[0]
+            for lesson in self._lessons.values():
+                if str(lesson.post_id) == post_id and lesson.slug not in self._hidden:
+                    return _redirect(f"{base}/video/{lesson.slug}/")
+            paragraphs = [
+                "Short lessons in movement and body awareness.",
+                f'<a href="{base}/video/{START_SLUG}/">Start with a Micro Pause</a>',
+            ]
+            return _page(render.simple_page(base, "/", render.SITE_NAME, paragraphs, "home"))
+        if path in _SIMPLE_PAGES:
+            title, paragraphs = _SIMPLE_PAGES[path]
+            return _page(render.simple_page(base, path, title, paragraphs, "page"))
+        if path.rstrip("/") + "/" in _SIMPLE_PAGES:
+            return _redirect(f"{base}{path}/")
+        if path.startswith(("/wp-content/", "/wp-includes/")):
+            return _asset(path)
+        return self._not_found(base)
+
+    def _video(self, base: str, path: str) -> _Response:
+        if not path.endswith("/"):
+            return _redirect(f"{base}{path}/")
+        parts = path.strip("/").split("/")  # ["video", slug] or ["video", slug, "page", N]
+        slug = parts[1] if len(parts) > 1 else ""
+        lesson = self._lessons.get(slug)
+        if lesson is None or slug in self._hidden:
+            return self._not_found(base)
+        if len(parts) == 2:
+            page = 1
+        elif len(parts) == 4 and parts[2] == "page" and parts[3].isdigit():
+            page = int(parts[3])
+        else:
+            return self._not_found(base)
+        items = _listing(self._lessons, self._hidden, slug)
+        pages = _pages(len(items), self.per_page)
+        if page == 1 and len(parts) == 4:
+            return _redirect(f"{base}/video/{slug}/")
+        if not 1 <= page <= pages:
+            return self._not_found(base)
+        shown = items[(page - 1) * self.per_page : page * self.per_page]
+        html = render.lesson_page(base, lesson, shown, page, pages)
+        # The page shows the lesson, its page of items and "Page N of M", which depends on
+        # every listed lesson, so all of them (and unpublishing) count towards Last-Modified.
+        stamps = [_parse_time(x.modified) for x in [lesson, *items]]
+        if self._structure_changed is not None:
+            stamps.append(self._structure_changed)
+        return _page(html, max(stamps))
+
+    def _sitemap(self, base: str, path: str) -> _Response:
+        if not self.sitemap:
+            return self._not_found(base)
+        listed = sorted(
+            (x for x in self._lessons.values() if x.listed and x.slug not in self._hidden),
+            key=lambda x: x.post_id,
+        )
+        newest = max((_parse_time(x.modified) for x in listed), default=None)
+        if self._structure_changed is not None and newest is not None:
+            newest = max(newest, self._structure_changed)
+        if path == "/wp-sitemap.xml":
+            names = ["wp-sitemap-posts-video-1.xml", "wp-sitemap-posts-page-1.xml"]
+            return _xml(render.sitemap_index(base, names), newest)
+        if path == "/wp-sitemap-posts-video-1.xml":
+            entries = [(f"{base}/video/{x.slug}/", x.modified) for x in listed]
+            return _xml(render.sitemap_urlset(base, entries), newest)
+        if path == "/wp-sitemap-posts-page-1.xml":
+            entries = [(f"{base}{p}", _iso(_SITE_MODIFIED)) for p in _SIMPLE_PAGES]
+            return _xml(render.sitemap_urlset(base, entries), _SITE_MODIFIED)
+        return self._not_found(base)
+
+    def _not_found(self, base: str) -> _Response:
+        html = render.simple_page(
+            base,
+            "/404/",
+            "No Results Found",
+            ["The page you requested could not be found."],
+            "error404",
+        )
+        return _Response(404, html.encode(), HTML)
+
+
+def _page(html: str, last_modified: datetime = _SITE_MODIFIED) -> _Response:
+    return _Response(200, html.encode(), HTML, last_modified=last_modified, validators=True)
+
+
+def _xml(text: str, last_modified: datetime | None) -> _Response:
+    return _Response(200, text.encode(), XML, last_modified=last_modified, validators=True)
+
+
+def _redirect(location: str, status: int = 301) -> _Response:
+    return _Response(status, headers=[("Location", location)], content_type=HTML)
+
+
+def _asset(path: str) -> _Response:
+    if path.endswith(".css"):
+        return _Response(200, b"/* fixture */\n", "text/css")
+    if path.endswith(".js"):
+        return _Response(200, b"/* fixture */\n", "application/javascript")
+    return _Response(200, _PIXEL, "image/gif")
+
+
+def _error_html(code: str) -> bytes:
+    page = f"<!DOCTYPE html><html><head><title>{code}</title></head><body>{code}</body></html>\n"
+    return page.encode()
+
+
+def _corrupt_utf8(body: bytes) -> bytes:
+    """Insert invalid UTF-8 inside the first description paragraph (or the title)."""
+    anchor = body.find(b"et_pb_text_0")
+    start = body.find(b"<p>", anchor) if anchor >= 0 else -1
+    at = body.find(b" ", start) if start >= 0 else body.find(b"</title>")
+    return body[:at] + b"\xc3\x28\xff\xfe" + body[at:]
+
+
+def _huge_body(total: int) -> Iterator[bytes]:
+    head = b"<!DOCTYPE html><html><head><title>Huge</title></head><body>\n"
+    chunk = b"<p>" + b"Micro Pause " * 5400 + b"</p>\n"
+    yield head
+    sent = len(head)
+    while sent < total:
+        piece = chunk[: total - sent]
+        sent += len(piece)
+        yield piece
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # stop() must not wait for clients that keep idle keep-alive connections open.
+    block_on_close = False
+    site: FixtureSite
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-response (timeouts, size caps) are expected, not errors.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Apache"
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and
+    # delayed ACKs add ~40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
+    timeout = 30  # idle keep-alive connections end eventually, like Apache's KeepAliveTimeout
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.site._lock:
+            self.server.site._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.site._lock:
+            self.server.site._connections.discard(self.connection)
+        super().finish()
+
+    def version_string(self) -> str:
+        return self.server_version  # the real site says "Apache", without a Python version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test and demo output clean
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _serve(self, *, head: bool) -> None:
+        site = self.server.site
+        split = urlsplit(self.path)
+        record = RequestRecord(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            time=time.monotonic(),
+        )
+        site._begin(record)
+        try:
+            site._pause(site.latency)
+            fault = site._next_fault(split.path)
+            record.fault = fault
+            if fault == "slow":
+                site._pause(site.slow_seconds)
+            if site._stopping.is_set():
+                self.close_connection = True  # woken by stop(): hang up without answering
+                return
+            self._write(site._respond(split.path, split.query, fault), record, head, fault)
+        finally:
+            site._end()
+
+    def _write(
+        self, response: _Response, record: RequestRecord, head: bool, fault: str | None
+    ) -> None:
+        status, body = response.status, response.body
+        headers = list(response.headers)
+        if response.content_type:
+            headers.append(("Content-Type", response.content_type))
+        if response.validators and status == 200:
+            etag = f'"{hashlib.sha1(body).hexdigest()}"'
+            headers.append(("ETag", etag))
+            if response.last_modified is not None:
+                headers.append(("Last-Modified", format_datetime(response.last_modified, True)))
+            if self._not_modified(etag, response.last_modified):
+                status, body = 304, b""
+                headers = [(k, v) for k, v in headers if k in ("ETag", "Last-Modified")]
+        if response.stream is not None:
+            headers.append(("Connection", "close"))
+        elif status != 304:
+            headers.append(("Content-Length", str(len(body))))
+
+        payload = b"" if head else body
+        if fault in ("reset", "truncate"):
+            payload = payload[: len(payload) // 2]
+            self.close_connection = True
+        # The record is complete before the first byte leaves, so a client that has its
+        # response can rely on site.requests.
+        record.status = status
+        record.bytes_sent = len(payload)
+
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+        if fault == "reset":
+            self._reset_connection()
+        elif response.stream is not None and not head:
+            self._stream(response.stream, record)
+
+    def _stream(self, chunks: Iterator[bytes], record: RequestRecord) -> None:
+        self.close_connection = True
+        site = self.server.site
+        try:
+            for chunk in chunks:
+                if site._stopping.is_set():
+                    break
+                self.wfile.write(chunk)
+                with site._lock:
+                    record.bytes_sent += len(chunk)
+        except OSError:
+            pass  # the client stopped reading, which is what a size cap should do
+
+    def _reset_connection(self) -> None:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN, so the client
+        # sees "connection reset by peer" rather than a clean end of stream.
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # detach() + os.close() closes the descriptor now, even though rfile/wfile still
+            # reference the socket object.
+            os.close(self.connection.detach())
+
+    def _not_modified(self, etag: str, last_modified: datetime | None) -> bool:
+        if_none_match = self.headers.get("If-None-Match")
+        if if_none_match is not None:
+            # Weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter for GET.
+            tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+            return "*" in tags or etag in tags
+        if_modified_since = self.headers.get("If-Modified-Since")
+        if if_modified_since and last_modified is not None:
+            try:
+                since = parsedate_to_datetime(if_modified_since)
+            except (TypeError, ValueError):
+                return False
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+            return last_modified <= since
+        return False
