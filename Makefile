@@ -20,8 +20,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
+
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+
+# Debian's Chromium for tests/test_browser.py: Playwright's own browser download needs the
+# internet, apt-get only the package mirror. Never fails: without a browser that test skips.
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } || \
+	  echo "make browser: could not install chromium; tests/test_browser.py will skip"
 
 demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)

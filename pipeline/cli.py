@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -11,7 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .config import DEFAULT_CONFIG, load_config
-from .errors import ConfigError, MicropauseError
+from .errors import ArchiveError, ConfigError, HealthCheckFailed, MicropauseError
+from .export import FORMATS, export_snapshot, parse_formats
+from .lock import archive_lock
 from .runs import RunReport, crawl_into_archive
 from .store import DEFAULT_DB
 
@@ -45,7 +50,8 @@ def main():
     """Archive the Micro Pause lessons of movementality.se into SQLite and publish them.
 
     Exit codes: 0 ok; 1 usage or config error; 2 the run failed (site unreachable) and the
-    archive is unchanged; 3 the run failed a health check; 130 interrupted.
+    archive is unchanged; 3 the run failed a health check; 4 the snapshot could not be
+    written; 75 another process holds the archive's lock; 130 interrupted.
     """
 
 
@@ -120,13 +126,17 @@ def crawl(config_path, db_path, start_urls, delay, concurrency, max_pages):
     each lesson's own page, and writes lessons and programs in one transaction at the end.
     """
     config = load(config_path, start_urls, delay, concurrency)
-    with _progress() as progress:
-        task = progress.add_task("crawling", total=None, errors=0)
+    try:
+        with archive_lock(db_path, "micropause crawl"), _progress() as progress:
+            task = progress.add_task("crawling", total=None, errors=0)
 
-        def update(done: int, known: int, failed: int) -> None:
-            progress.update(task, completed=done, total=known, errors=failed)
+            def update(done: int, known: int, failed: int) -> None:
+                progress.update(task, completed=done, total=known, errors=failed)
 
-        report = crawl_into_archive(config, db_path, max_pages=max_pages, progress=update)
+            report = crawl_into_archive(config, db_path, max_pages=max_pages, progress=update)
+    except HealthCheckFailed as exc:
+        print_summary(exc.report, db_path)
+        raise
     print_summary(report, db_path)
 
 
@@ -163,6 +173,168 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         out.print(f"  … and {len(failed) - 10} more failed pages (see the pages table)")
     if result.budget_exhausted:
         out.print("  stopped at --max-pages: nothing was marked removed")
+    for failure in report.health:
+        out.print(f"  UNHEALTHY {failure}", highlight=False, soft_wrap=True)
+
+
+out_option = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder of dated snapshots [default: exports/ beside the --db, archive/exports].",
+)
+format_option = click.option(
+    "--format",
+    "formats",
+    default=",".join(FORMATS),
+    show_default=True,
+    help="Comma-separated formats to write, each for lessons and programs.",
+)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text)
+    except ValueError as exc:
+        raise ConfigError(f"--format: {exc}") from None
+
+
+@main.command()
+@config_option
+@db_option
+@out_option
+@crawl_options
+@format_option
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Log only warnings and errors: silent unless something is wrong (for cron).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Also log one line per page.")
+def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, quiet, verbose):
+    """The scheduled job: lock the archive, crawl, check health, export a snapshot.
+
+    Only a healthy run exports (to OUT/<date>/, re-pointing OUT/latest). Logs go to stderr,
+    one line per event. Exit codes: 0 ok; 1 config or usage error; 2 the run failed and the
+    archive is unchanged; 3 unhealthy: lessons saved, nothing marked removed, no snapshot;
+    4 the snapshot could not be written; 75 another process holds the archive's lock.
+    """
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose: choose one")
+    configure_logging(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    config = load(config_path, start_urls, delay, concurrency)
+    formats = _formats(formats)
+    with archive_lock(db_path, "micropause run"):
+        try:
+            report = crawl_into_archive(config, db_path)
+        except HealthCheckFailed as exc:
+            log_run(exc.report)
+            raise
+        log_run(report)
+        snapshot = export_snapshot(db_path, out_dir, formats)
+    log.info(
+        "snapshot.written %s",
+        fields(
+            path=snapshot.path,
+            run=snapshot.run_id,
+            lessons=snapshot.counts["lessons"],
+            programs=snapshot.counts["programs"],
+        ),
+    )
+
+
+@main.command()
+@db_option
+@out_option
+@format_option
+def export(db_path, out_dir, formats):
+    """Write a dated snapshot of the archive, for citation.
+
+    OUT/<YYYY-MM-DD>/ (the day the archive's latest run finished) gets lessons and programs
+    as CSV, JSON and NDJSON, a manifest.json with the run, counts, column meanings and sha256
+    of every file, and a datapackage.json; OUT/latest then points at it. Exporting the same
+    archive again gives byte-identical files.
+    """
+    formats = _formats(formats)
+    if not db_path.is_file():
+        raise ArchiveError(f"no archive at {db_path} (run `micropause run` first)")
+    with archive_lock(db_path, "micropause export"):
+        snapshot = export_snapshot(db_path, out_dir, formats)
+    counts = snapshot.counts
+    out.print(
+        f"snapshot {snapshot.path} of run {snapshot.run_id}: {counts['lessons']} lessons "
+        f"({counts['lessons_removed']} removed), {counts['programs']} programs; "
+        f"{len(snapshot.files) + 1} files, checksums in manifest.json",
+        highlight=False,
+    )
+
+
+log = logging.getLogger("micropause")
+
+
+def configure_logging(level: int) -> None:
+    """One line per record on stderr: UTC time, level, event, then key=value fields, e.g.
+    ``2025-06-06T04:00:09Z INFO run.finished run=3 status=ok lessons_found=52``; readable by
+    grep and awk, and journald keeps it as it is."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    # Replaced, not added: a second invocation in one process (tests) must not log twice.
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def fields(**values) -> str:
+    """``key=value`` pairs; a value with spaces, quotes or '=' is JSON-quoted."""
+    parts = []
+    for key, value in values.items():
+        text = "" if value is None else str(value)
+        if not text or any(c in text for c in ' "=\n\t'):
+            text = json.dumps(text, ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def log_run(report: RunReport) -> None:
+    """A debug line per page, the run's summary at info, each failed health check a warning."""
+    result, counts = report.result, report.counts
+    for page in result.pages.values():
+        log.debug(
+            "page %s",
+            fields(
+                url=page.url,
+                kind=page.kind,
+                status=page.status,
+                listed=page.listed,
+                error=page.error,
+            ),
+        )
+    pages = result.pages.values()
+    status = "unhealthy" if report.health else "ok" if result.complete else "incomplete"
+    log.info(
+        "run.finished %s",
+        fields(
+            run=report.run_id,
+            status=status,
+            lessons_found=counts.lessons_found,
+            new=counts.new,
+            changed=counts.changed,
+            removed=counts.removed,
+            programs=counts.programs,
+            pages_fetched=sum(1 for p in pages if p.status is not None),
+            not_modified=result.stats.not_modified,
+            failed=len(result.failed),
+            requests=result.stats.requests,
+            retries=result.stats.retries,
+            seconds=f"{result.elapsed:.1f}",
+        ),
+    )
+    for failure in report.health:
+        log.warning("health.failed %s", fields(check=failure.name, detail=failure.detail))
 
 
 @main.command()
@@ -190,6 +362,82 @@ def serve(db_path, host, port):
     from .publish import serve as serve_archive
 
     serve_archive(db_path, host=host, port=port)
+
+
+@main.command()
+@config_option
+@db_option
+def reparse(config_path, db_path):
+    """Rebuild lessons and programs from the archive's WARC captures, with no network.
+
+    Applies the current extractor and normaliser to the newest capture of every lesson page.
+    first_seen, last_seen and removed_at are kept; a lesson whose text comes out different
+    gets a version row (event "reparsed").
+    """
+    from .reparse import reparse as reparse_archive
+
+    report = reparse_archive(load_config(config_path), db_path)
+    out.print(
+        f"reparse (run {report.run_id}): {report.captures_read} captures read, "
+        f"{report.lessons} lessons extracted, {report.counts.new} new, "
+        f"{report.counts.changed} changed · programs: {report.counts.programs}",
+        highlight=False,
+    )
+
+
+@main.command()
+@db_option
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many recent runs to show.",
+)
+def status(db_path, last):
+    """Show the archive's last runs and what it holds, at a glance."""
+    from rich.table import Table
+
+    from .status import archive_status
+
+    state = archive_status(db_path, last=last)
+    out.print(
+        f"{db_path}: {state.lessons} lessons ({state.removed} removed), "
+        f"{state.programs} programs, {state.versions} lesson versions, "
+        f"{state.pages} pages ({state.failed_pages} failed at their last fetch)",
+        highlight=False,
+    )
+    table = Table(
+        "run",
+        "started (UTC)",
+        "status",
+        "pages ok/304/failed",
+        "lessons found +new ~changed -removed",
+        "health / error",
+        box=None,
+    )
+    for run in state.runs:
+        style = {"ok": "green", "running": "yellow"}.get(run["status"], "red")
+        pages = "/".join(
+            _n(run[k]) for k in ("pages_fetched", "pages_not_modified", "pages_failed")
+        )
+        lessons = (
+            f"{_n(run['lessons_found'])} +{_n(run['lessons_new'])} "
+            f"~{_n(run['lessons_changed'])} -{_n(run['lessons_removed'])}"
+        )
+        table.add_row(
+            f"{run['id']}" + (f" {run['kind']}" if run["kind"] != "crawl" else ""),
+            (run["started"] or "")[:16].replace("T", " "),
+            f"[{style}]{run['status']}[/]",
+            pages if run["pages_fetched"] is not None else "",
+            lessons if run["lessons_found"] is not None else "",
+            "; ".join(run["health"]) or (run["error"] or ""),
+        )
+    out.print(table)
+
+
+def _n(value) -> str:
+    return "-" if value is None else str(value)
 
 
 if __name__ == "__main__":  # pragma: no cover

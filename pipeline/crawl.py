@@ -27,9 +27,10 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 @dataclass(frozen=True, slots=True)
-class Validators:
-    """What a previous run learned about a URL, sent back as a conditional request."""
+class KnownPage:
+    """What earlier runs learned about a URL: its validators go back as a conditional request."""
 
+    kind: str
     etag: str | None
     last_modified: str | None
 
@@ -61,6 +62,8 @@ class CrawlResult:
     gone: set[str] = field(default_factory=set)
     budget_exhausted: bool = False
     disallowed: set[str] = field(default_factory=set)
+    # Lesson pages whose title selector found nothing: the theme changed (a health check).
+    untitled: set[str] = field(default_factory=set)
     elapsed: float = 0.0
 
     @property
@@ -77,6 +80,53 @@ class CrawlResult:
         return set(self.lessons) | self.not_modified
 
 
+class Scope:
+    """Which URLs belong to a crawl of one host, and the one spelling of each."""
+
+    def __init__(self, config: Config, origin_url: str):
+        self.config = config
+        self._lesson_path = re.compile(config.scope.lesson_path)
+        self._listing_path = re.compile(config.scope.listing_path)
+        origin = urlsplit(origin_url)
+        self._origin = (origin.scheme, origin.netloc)
+        self._site_host = urlsplit(config.site.base_url).netloc
+
+    def canonical(self, url: str) -> str | None:
+        """The one spelling of an in-scope lesson or listing URL, or None if out of scope:
+        no query or fragment, a trailing slash, and page 1 of a listing is the lesson itself."""
+        parts = urlsplit(self.rebase(url))
+        if (parts.scheme, parts.netloc) != self._origin:
+            return None
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        if not any(path.startswith(p) for p in self.config.scope.path_prefixes):
+            return None
+        listing = self._listing_path.match(path)
+        if listing and int(listing["page"]) == 1:
+            path = path[: listing.start("page")].removesuffix("page/")
+        if not (self._lesson_path.match(path) or self._listing_path.match(path)):
+            return None
+        return urlunsplit((*self._origin, path, "", ""))
+
+    def kind(self, url: str) -> str | None:
+        path = urlsplit(url).path
+        if self._lesson_path.match(path):
+            return "lesson"
+        if self._listing_path.match(path):
+            return "listing"
+        return None
+
+    def on_host(self, url: str) -> bool:
+        return urlsplit(url).netloc == self._origin[1]
+
+    def rebase(self, url: str) -> str:
+        """Links to the configured site's own host point at the host being crawled, so a local
+        copy or mirror whose pages still say https://movementality.se/ is crawled in place."""
+        parts = urlsplit(url)
+        if parts.netloc == self._site_host and parts.netloc != self._origin[1]:
+            return urlunsplit((*self._origin, parts.path, parts.query, parts.fragment))
+        return url
+
+
 Progress = Callable[[int, int, int], None]  # pages done, pages known, pages failed
 
 
@@ -88,7 +138,7 @@ class Crawl:
         config: Config,
         fetcher: Fetcher,
         *,
-        known: dict[str, Validators] | None = None,
+        known: dict[str, KnownPage] | None = None,
         max_pages: int | None = None,
         progress: Progress | None = None,
     ):
@@ -97,11 +147,7 @@ class Crawl:
         self.known = known or {}
         self.max_pages = max_pages
         self.progress = progress
-        self._lesson_path = re.compile(config.scope.lesson_path)
-        self._listing_path = re.compile(config.scope.listing_path)
-        start = urlsplit(config.site.start_urls[0])
-        self._origin = (start.scheme, start.netloc)
-        self._site_host = urlsplit(config.site.base_url).netloc
+        self.scope = Scope(config, config.site.start_urls[0])
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._seen: set[str] = set()
         self._done = 0
@@ -118,9 +164,11 @@ class Crawl:
             await self._enqueue(url, "lesson")
         for url in dict.fromkeys((*self.config.sitemap_urls(), *robots.sitemaps)):
             await self._enqueue(url, "sitemap")
-        for url in self.known:
-            if self._kind(url) == "lesson":
-                await self._enqueue(url, "lesson")
+        # Every page known to lead to lessons is asked again (conditionally): a lesson that
+        # vanished answers 404 and can be marked removed; one that changed answers 200.
+        for url, known in self.known.items():
+            if known.kind in ("lesson", "sitemap"):
+                await self._enqueue(url, known.kind)
         workers = [
             asyncio.create_task(self._worker()) for _ in range(self.config.politeness.concurrency)
         ]
@@ -169,6 +217,8 @@ class Crawl:
         record.status = response.status
         record.fetched_at = response.fetched_at
         if response.status == 304:
+            # A listing is newest first: an unchanged page 1 means nothing was published into
+            # it, so its later pages are not walked. The lessons they list are known already.
             record.etag, record.last_modified = known.etag, known.last_modified
             if kind == "lesson":
                 self.result.not_modified.add(url)
@@ -200,14 +250,16 @@ class Crawl:
 
     async def _follow(self, page: ListingPage, kind: str) -> None:
         if kind == "lesson" and page.lesson is not None and page.lesson.title:
-            canonical = self.canonical(page.lesson.url) or self.canonical(page.url)
+            canonical = self.scope.canonical(page.lesson.url) or self.scope.canonical(page.url)
             if canonical is not None:
                 self.result.lessons[canonical] = replace(page.lesson, url=canonical)
+        elif kind == "lesson":
+            self.result.untitled.add(self.scope.canonical(page.url) or page.url)
         for listed in page.listed:
             await self._enqueue(listed.url, "lesson")
         # Page 1 says how many pages the listing has: enqueue them all at once rather than
         # following "next" one by one, so the pages of one listing are fetched in parallel.
-        base = self.canonical(page.url)
+        base = self.scope.canonical(page.url)
         if kind == "lesson" and page.page_count and base:
             for n in range(2, page.page_count + 1):
                 await self._enqueue(f"{base}page/{n}/", "listing")
@@ -230,13 +282,13 @@ class Crawl:
     async def _enqueue(self, url: str, kind: str) -> None:
         """Queue a URL once, if it is in scope and robots.txt allows it."""
         if kind != "sitemap":
-            url = self.canonical(url)
+            url = self.scope.canonical(url)
             if url is None:
                 return
-            kind = self._kind(url) or kind
+            kind = self.scope.kind(url) or kind
         else:
-            url = self._rebase(url)
-            if urlsplit(url).netloc != self._origin[1]:
+            url = self.scope.rebase(url)
+            if not self.scope.on_host(url):
                 return
         if url in self._seen:
             return
@@ -247,43 +299,11 @@ class Crawl:
         self.result.pages[url] = PageRecord(url=url, kind=kind)
         self._queue.put_nowait((url, kind))
 
-    def canonical(self, url: str) -> str | None:
-        """The one spelling of an in-scope lesson or listing URL, or None if out of scope:
-        no query or fragment, a trailing slash, and page 1 of a listing is the lesson itself."""
-        parts = urlsplit(self._rebase(url))
-        if (parts.scheme, parts.netloc) != self._origin:
-            return None
-        path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        if not any(path.startswith(p) for p in self.config.scope.path_prefixes):
-            return None
-        listing = self._listing_path.match(path)
-        if listing and int(listing["page"]) == 1:
-            path = path[: listing.start("page")].removesuffix("page/")
-        if not (self._lesson_path.match(path) or self._listing_path.match(path)):
-            return None
-        return urlunsplit((*self._origin, path, "", ""))
-
-    def _kind(self, url: str) -> str | None:
-        path = urlsplit(url).path
-        if self._lesson_path.match(path):
-            return "lesson"
-        if self._listing_path.match(path):
-            return "listing"
-        return None
-
-    def _rebase(self, url: str) -> str:
-        """Links to the configured site's own host point at the host being crawled, so a local
-        copy or mirror whose pages still say https://movementality.se/ is crawled in place."""
-        parts = urlsplit(url)
-        if parts.netloc == self._site_host and parts.netloc != self._origin[1]:
-            return urlunsplit((*self._origin, parts.path, parts.query, parts.fragment))
-        return url
-
 
 def crawl(
     config: Config,
     *,
-    known: dict[str, Validators] | None = None,
+    known: dict[str, KnownPage] | None = None,
     max_pages: int | None = None,
     progress: Progress | None = None,
     on_response: Callable[[Fetched], None] | None = None,

@@ -35,3 +35,33 @@ class ArchiveError(MicropauseError):
     """The archive database is missing, unreadable or from a newer version of this tool."""
 
     exit_code = 1
+
+
+class HealthCheckFailed(MicropauseError):
+    """The run finished and its lessons were saved, but it failed a health check (the theme
+    changed, far fewer lessons than last time, too many failed pages): nothing was marked
+    removed and no snapshot was exported. ``report`` is the run's RunReport."""
+
+    exit_code = 3
+
+    def __init__(self, report):
+        names = ", ".join(failure.name for failure in report.health)
+        super().__init__(
+            f"run {report.run_id} failed health checks ({names}): its lessons were saved, "
+            "nothing was marked removed and no snapshot was exported"
+        )
+        self.report = report
+
+
+class LockHeld(MicropauseError):
+    """Another process is crawling into (or exporting) the same archive. Nothing was done;
+    try again later. 75 is EX_TEMPFAIL from sysexits.h: a temporary condition."""
+
+    exit_code = 75
+
+
+class ExportError(MicropauseError):
+    """A snapshot could not be written (disk full, no permission). The archive is fine and
+    the previous snapshot stands."""
+
+    exit_code = 4

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from .config import Config
 from .errors import FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_TEXT_TYPES = frozenset({"text/html", "application/xhtml+xml", "application/xml", "text/xml"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Fetched:
     fetched_at: str
     requested_url: str = ""  # the URL asked for, before same-site redirects
     attempts: int = 1
+    raw: bytes | None = None  # the body as transferred, before Content-Encoding is undone
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -99,7 +102,8 @@ class Fetcher:
         self._rng = rng or random.Random()
         self._hosts: dict[str, _Host] = {}
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": self.politeness.user_agent},
+            # Only encodings the standard library can undo, so `raw` can always be decoded.
+            headers={"User-Agent": self.politeness.user_agent, "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(
                 self.politeness.read_timeout, connect=self.politeness.connect_timeout
             ),
@@ -225,6 +229,13 @@ class Fetcher:
             raise _Retryable(
                 f"HTTP {response.status}", _retry_after(response.header("retry-after"))
             )
+        if response.status == 200 and response.content_type in _TEXT_TYPES:
+            # A body that does not decode was corrupted on the way (seen as a retry curing it);
+            # it is never handed on to be parsed as if it were the page.
+            try:
+                response.text()
+            except (UnicodeDecodeError, LookupError) as exc:
+                raise _Retryable(f"undecodable body: {exc}") from None
         return response
 
     async def _exchange(self, url: str, headers: dict[str, str]) -> Fetched:
@@ -234,22 +245,26 @@ class Fetcher:
             if declared and declared.isdigit() and int(declared) > cap:
                 raise FetchError(url, f"response too large: {declared} bytes (cap {cap})")
             chunks, size = [], 0
-            # Decoded bytes are counted: the cap protects memory, whatever the transfer encoding.
-            async for chunk in response.aiter_bytes():
+            # Raw bytes, as they crossed the wire: captures keep them so, and the cap counts them
+            # before anything is decompressed.
+            async for chunk in response.aiter_raw():
                 size += len(chunk)
                 if size > cap:
                     raise FetchError(url, f"response too large: over {cap} bytes")
                 chunks.append(chunk)
-            self.stats.bytes += response.num_bytes_downloaded
+            self.stats.bytes += size
+            raw = b"".join(chunks)
+            encoding = response.headers.get("content-encoding", "").strip().lower()
             return Fetched(
                 url=url,
                 status=response.status_code,
                 headers=tuple(response.headers.multi_items()),
-                body=b"".join(chunks),
+                body=_decompress(url, raw, encoding, cap),
                 request_headers=tuple(response.request.headers.multi_items()),
                 http_version=response.http_version,
                 fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 requested_url=url,
+                raw=raw,
             )
 
     async def _wait_turn(self, host: _Host) -> None:
@@ -271,6 +286,25 @@ class Fetcher:
                 delay=self.politeness.delay,
             )
         return self._hosts[netloc]
+
+
+def _decompress(url: str, raw: bytes, encoding: str, cap: int) -> bytes:
+    """Undo Content-Encoding, refusing a body that inflates past the cap (a zip bomb)."""
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
+    # "deflate" is meant to be zlib-wrapped, but some servers send it raw.
+    choices = [16 + zlib.MAX_WBITS] if "gzip" in encoding else [zlib.MAX_WBITS, -zlib.MAX_WBITS]
+    for wbits in choices:
+        try:
+            body = zlib.decompressobj(wbits).decompress(raw, cap + 1)
+        except zlib.error:
+            continue
+        if len(body) > cap:
+            raise FetchError(url, f"response too large: inflates past {cap} bytes")
+        return body
+    raise _Retryable(f"corrupt {encoding} body")
 
 
 def _retry_after(value: str | None) -> float | None:

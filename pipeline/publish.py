@@ -3,6 +3,7 @@ cell rendering, over a connection that can never write the archive."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
@@ -13,7 +14,6 @@ from urllib.parse import urlencode
 import markupsafe
 import uvicorn
 import yaml
-from datasette import handle_exception as datasette_errors
 from datasette import hookimpl
 from datasette.app import Datasette
 from datasette.database import Database
@@ -30,8 +30,9 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 PLUGIN_NAME = "micropause-publish"
+SYLLABUS_TITLE = "the program's syllabus: every part, gaps shown"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-READ_ONLY = "the archive is published read-only: only GET and HEAD requests are answered"
+READ_ONLY = "the archive is published read-only: only reading requests (GET, HEAD) are answered"
 
 
 def load_metadata(path: Path | str = METADATA_PATH) -> dict:
@@ -86,7 +87,9 @@ def check_archive(db_path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
     if not {"lessons", "programs", "lessons_fts"} <= tables:
-        raise ArchiveError(f"{db_path} is not a micropause archive (no lessons table)")
+        raise ArchiveError(
+            f"{db_path} is not a micropause archive (no lessons, programs or lessons_fts table)"
+        )
 
 
 def serve(
@@ -96,11 +99,13 @@ def serve(
     `micropause serve` command, and the end of `make demo`)."""
     datasette = build_datasette(db_path)
     listener = bind(host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(datasette.app(), log_level="warning", lifespan="on", workers=1)
-    )
+    server = uvicorn.Server(uvicorn.Config(datasette.app(), log_level="warning", lifespan="on"))
     print(f"Serving {db_path} read-only at {archive_url(host, port)} (Ctrl-C to stop)", flush=True)
-    server.run(sockets=[listener])
+    # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught: for a server that
+    # is the normal way to stop, not an interrupted job.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listener])
+    print("Stopped.", flush=True)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -125,7 +130,10 @@ def register_plugin() -> None:
     # Datasette 0.65 prints every error page it serves, 404s included, as a rich traceback
     # with locals when rich is importable (it is: our CLI uses it), and its 404 for an
     # unknown path then crashes, since rich refuses to print outside an `except` block.
-    # Without rich it keeps printing the tracebacks of real server errors.
+    # Without rich it keeps printing the tracebacks of real server errors. (Imported here:
+    # imported before datasette.app, this module registers itself half-initialised.)
+    from datasette import handle_exception as datasette_errors
+
     datasette_errors.rich = None
 
 
@@ -137,7 +145,8 @@ def paragraphs(text: str) -> markupsafe.Markup:
 
 def highlighted(passage: str) -> markupsafe.Markup:
     """An FTS snippet with its <mark> delimiters kept and everything else escaped."""
-    escaped = markupsafe.escape(passage)
+    # str(): Markup.replace would escape the tags being put back.
+    escaped = str(markupsafe.escape(passage))
     return markupsafe.Markup(
         escaped.replace("&lt;mark&gt;", "<mark>").replace("&lt;/mark&gt;", "</mark>")
     )
@@ -165,33 +174,34 @@ def prepare_connection(conn, database, datasette):
 
 @hookimpl
 def asgi_wrapper(datasette):
-    if ARCHIVE_NAME in datasette.databases:
-        return refuse_writes
-    return None
+    def refuse_writes(app):
+        """Only GET and HEAD reach a Datasette serving the archive: a write attempt gets 405
+        before any view sees it (Datasette 0.65 itself answers a POST with a 500)."""
+
+        async def read_only_app(scope, receive, send):
+            # Checked per request: Datasette builds its app before the archive is added.
+            if (
+                scope["type"] == "http"
+                and scope["method"] not in READ_METHODS
+                and ARCHIVE_NAME in datasette.databases
+            ):
+                await refuse(send)
+                return
+            await app(scope, receive, send)
+
+        return read_only_app
+
+    return refuse_writes
 
 
-def refuse_writes(app):
-    """Only GET and HEAD reach Datasette: a write attempt gets 405 before any view sees it,
-    rather than Datasette 0.65's 500 ("You may only POST to a canned query")."""
-
-    async def read_only_app(scope, receive, send):
-        if scope["type"] == "http" and scope["method"] not in READ_METHODS:
-            body = json.dumps({"ok": False, "status": 405, "error": READ_ONLY}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 405,
-                    "headers": [
-                        (b"content-type", b"application/json; charset=utf-8"),
-                        (b"allow", ", ".join(sorted(READ_METHODS)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        await app(scope, receive, send)
-
-    return read_only_app
+async def refuse(send) -> None:
+    body = json.dumps({"ok": False, "status": 405, "error": READ_ONLY}).encode()
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"allow", ", ".join(sorted(READ_METHODS)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 405, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 @hookimpl
@@ -205,13 +215,17 @@ def render_cell(row, value, column, table, database, datasette):
     # The columns a link needs may have been left out with ?_col= / ?_nocol=.
     shown = set(row.keys())
     if table == "programs" and column == "name" and "slug" in shown:
-        return link(syllabus_url(datasette, database, row["slug"]), value, "syllabus")
+        return link(syllabus_url(datasette, database, row["slug"]), value, SYLLABUS_TITLE)
     if table == "programs" and column == "parts_missing":
         return missing_parts(value)
     if table == "lessons_in_order" and column == "part" and "program" in shown:
-        return link(syllabus_url(datasette, database, row["program"]), value, "syllabus")
+        return link(syllabus_url(datasette, database, row["program"]), value, SYLLABUS_TITLE)
     if table == "lessons" and column == "part" and "program_id" in shown:
-        return part_link(row["program_id"], value, database, datasette)
+        program_id = row["program_id"]
+        # The table page hands over foreign keys expanded to {"value": …, "label": …}.
+        if isinstance(program_id, dict):
+            program_id = program_id["value"]
+        return part_link(program_id, value, database, datasette)
     return None
 
 
@@ -220,12 +234,13 @@ async def part_link(program_id, part, database, datasette):
         "SELECT slug FROM programs WHERE id = ?", [program_id]
     )
     row = result.first()
-    if row is None:  # a lesson without a program has no syllabus
+    if row is None:  # the program row is gone: leave the part as a plain number
         return None
-    return link(syllabus_url(datasette, database, row["slug"]), part, "syllabus")
+    return link(syllabus_url(datasette, database, row["slug"]), part, SYLLABUS_TITLE)
 
 
-def missing_parts(value: str) -> markupsafe.Markup | str | None:
+def missing_parts(value: str) -> str | None:
+    """``[2, 5]`` → "part 2, part 5: not found on the site"."""
     try:
         parts = json.loads(value)
     except (TypeError, ValueError):

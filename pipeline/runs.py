@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .captures import CaptureWriter
 from .config import Config
-from .crawl import CrawlResult, Progress, Validators, crawl
-from .errors import SiteUnreachable
+from .crawl import CrawlResult, KnownPage, Progress, crawl
+from .errors import HealthCheckFailed
+from .health import HealthFailure, check_health
 from .normalise import normalise
-from .store import RunCounts, begin_run, end_run, open_archive, save_run
+from .store import RunCounts, earlier_captures, open_archive, recorded_run, save_run
 
 
 @dataclass(frozen=True)
@@ -17,16 +19,32 @@ class RunReport:
     run_id: int
     result: CrawlResult
     counts: RunCounts
+    captures: Path
+    health: tuple[HealthFailure, ...] = ()  # the checks it failed; empty when healthy
 
 
-def known_validators(db) -> dict[str, Validators]:
-    """Validators of every page the archive has fetched before, for conditional requests."""
+def known_pages(db) -> dict[str, KnownPage]:
+    """Every page the archive has fetched successfully, with its validators."""
     return {
-        url: Validators(etag, last_modified)
-        for url, etag, last_modified in db.execute(
-            "SELECT url, etag, last_modified FROM pages WHERE status IN (200, 304)"
+        url: KnownPage(kind, etag, last_modified)
+        for url, kind, etag, last_modified in db.execute(
+            "SELECT url, kind, etag, last_modified FROM pages WHERE status IN (200, 304)"
         ).fetchall()
     }
+
+
+def healthy_baseline(db) -> int | None:
+    """Lessons found by the last complete, healthy run: what the next run is compared with."""
+    row = db.execute(
+        "SELECT lessons_found FROM runs WHERE status = 'ok' AND lessons_found IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def captures_dir(db_path: Path | str) -> Path:
+    """Captures live beside the database: archive/micropause.db → archive/captures/."""
+    return Path(db_path).parent / "captures"
 
 
 def crawl_into_archive(
@@ -37,24 +55,48 @@ def crawl_into_archive(
     progress: Progress | None = None,
 ) -> RunReport:
     """Crawl the site and write what was seen as one run. On any failure the run is recorded
-    as failed (or interrupted) and the lessons, programs and pages are left as they were."""
+    as failed (or interrupted) and the lessons, programs and pages are left as they were.
+
+    Pages fetched before are asked for conditionally; every response is captured as WARC.
+    A run that fails a health check is saved as 'unhealthy' and raises HealthCheckFailed."""
     db = open_archive(db_path)
     try:
-        run_id = begin_run(db, config.site.start_urls)
-        try:
-            result = crawl(config, max_pages=max_pages, progress=progress)
+        with recorded_run(db, config.site.start_urls) as run_id:
+            capture = CaptureWriter(captures_dir(db_path), run_id, earlier_captures(db))
+            try:
+                result = crawl(
+                    config,
+                    known=known_pages(db),
+                    max_pages=max_pages,
+                    progress=progress,
+                    on_response=capture,
+                )
+            finally:
+                capture.close()
             lessons = [normalise(raw) for raw in result.lessons.values()]
-            status = "ok" if result.complete else "incomplete"
+            health = check_health(result, config.health, baseline=healthy_baseline(db))
+            status = "unhealthy" if health else "ok" if result.complete else "incomplete"
             counts = save_run(
-                db, run_id, result, lessons, mark_removed=result.complete, status=status
+                db,
+                run_id,
+                result,
+                lessons,
+                # Only a complete run that passed every check may conclude a lesson is gone.
+                mark_removed=result.complete and not health,
+                status=status,
+                health=[str(failure) for failure in health],
+                captures=capture.latest,
+                capture_file=capture.name,
             )
-        except SiteUnreachable as exc:
-            end_run(db, run_id, "failed", error=str(exc))
-            raise
-        except (KeyboardInterrupt, Exception) as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            end_run(db, run_id, status, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
-            raise
-        return RunReport(run_id=run_id, result=result, counts=counts)
+        report = RunReport(
+            run_id=run_id,
+            result=result,
+            counts=counts,
+            captures=capture.path,
+            health=tuple(health),
+        )
+        if health:
+            raise HealthCheckFailed(report)
+        return report
     finally:
         db.close()

@@ -7,9 +7,11 @@ ends, so a failed or killed run leaves the previous archive exactly as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +19,9 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .captures import CaptureRef
 from .crawl import CrawlResult, PageRecord
-from .errors import ArchiveError
+from .errors import ArchiveError, MicropauseError
 from .normalise import Lesson, programs_of, slugify, split_title
 
 DEFAULT_DB = Path("archive/micropause.db")
@@ -117,6 +120,32 @@ def m001_core_tables(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_history_and_captures(db: Database) -> None:
+    # One row per observed change of a lesson, git-history style: what changed, from what,
+    # to what, in which run. Version 1 is the lesson as first seen.
+    db.execute(
+        """
+        CREATE TABLE lesson_versions (
+            id INTEGER PRIMARY KEY,
+            lesson_id INTEGER NOT NULL REFERENCES lessons(id),
+            version INTEGER NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            observed_at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            changed TEXT NOT NULL,
+            old TEXT,
+            new TEXT,
+            UNIQUE (lesson_id, version)
+        )"""
+    )
+    db.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'crawl'")
+    db.execute("ALTER TABLE runs ADD COLUMN captures TEXT")
+    for column in ("capture_file TEXT", "capture_offset INTEGER", "capture_record_id TEXT"):
+        db.execute(f"ALTER TABLE pages ADD COLUMN {column}")
+    db.execute("ALTER TABLE pages ADD COLUMN capture_date TEXT")
+
+
 @dataclass(frozen=True)
 class RunCounts:
     lessons_found: int
@@ -148,7 +177,9 @@ def open_archive(path: Path | str = DEFAULT_DB, *, create: bool = True) -> Datab
     return db
 
 
-def begin_run(db: Database, start_urls: Iterable[str], started: str | None = None) -> int:
+def begin_run(
+    db: Database, start_urls: Iterable[str], started: str | None = None, kind: str = "crawl"
+) -> int:
     """Record a run as running. A run still 'running' from before was killed: close it."""
     started = started or now_iso()
     with db.atomic():
@@ -159,10 +190,26 @@ def begin_run(db: Database, start_urls: Iterable[str], started: str | None = Non
             [started],
         )
         cursor = db.execute(
-            "INSERT INTO runs (started, status, start_urls) VALUES (?, 'running', ?)",
-            [started, json.dumps(list(start_urls))],
+            "INSERT INTO runs (started, status, start_urls, kind) VALUES (?, 'running', ?, ?)",
+            [started, json.dumps(list(start_urls)), kind],
         )
     return cursor.lastrowid
+
+
+@contextmanager
+def recorded_run(db: Database, start_urls: Iterable[str], kind: str = "crawl") -> Iterator[int]:
+    """A run's row for the duration of the block: whatever ends the block early (an error,
+    Ctrl-C) is recorded on the run as failed or interrupted, and re-raised."""
+    run_id = begin_run(db, start_urls, kind=kind)
+    try:
+        yield run_id
+    except MicropauseError as exc:
+        end_run(db, run_id, "failed", error=str(exc))
+        raise
+    except (KeyboardInterrupt, Exception) as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        end_run(db, run_id, status, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        raise
 
 
 def end_run(
@@ -198,13 +245,22 @@ def save_run(
     mark_removed: bool,
     status: str = "ok",
     health: list[str] | None = None,
+    captures: dict[str, CaptureRef] | None = None,
+    capture_file: str | None = None,
     finished: str | None = None,
 ) -> RunCounts:
     """Write everything one run observed, in one transaction."""
     finished = finished or now_iso()
     with db.atomic():
-        counts = _save_lessons(db, lessons, result, finished, mark_removed)
-        _save_pages(db, run_id, result.pages.values())
+        counts = save_lessons(
+            db,
+            lessons,
+            run_id=run_id,
+            now=finished,
+            unchanged=result.not_modified,
+            seen=result.lesson_urls if mark_removed else None,
+        )
+        _save_pages(db, run_id, result.pages.values(), captures or {})
         program_count = refresh_programs(db)
         refresh_search(db)
         stats = result.stats
@@ -221,30 +277,45 @@ def save_run(
                 "pages_fetched": sum(1 for p in pages if p.status is not None),
                 "pages_not_modified": sum(1 for p in pages if p.status == 304),
                 "pages_failed": sum(1 for p in pages if p.error is not None),
-                "lessons_found": counts.lessons_found,
+                "lessons_found": len(result.lesson_urls),
                 "lessons_new": counts.new,
                 "lessons_changed": counts.changed,
                 "lessons_removed": counts.removed,
                 "health": json.dumps(health or []),
+                "captures": capture_file,
             },
         )
-    return RunCounts(**{**counts.__dict__, "programs": program_count})
+    return dataclasses.replace(
+        counts, lessons_found=len(result.lesson_urls), programs=program_count
+    )
 
 
-def _save_lessons(
+def save_lessons(
     db: Database,
-    lessons: list[Lesson],
-    result: CrawlResult,
+    lessons: Iterable[Lesson],
+    *,
+    run_id: int | None,
     now: str,
-    mark_removed: bool,
+    unchanged: Iterable[str] = (),
+    seen: set[str] | None = None,
+    observed: bool = True,
 ) -> RunCounts:
+    """Upsert lessons and record a version for each new, changed, removed or restored one.
+
+    ``unchanged`` are lesson URLs confirmed unchanged (a 304): only ``last_seen`` moves.
+    ``seen`` is given only for a complete, healthy run: every lesson it does not contain is
+    marked removed. ``observed=False`` (reparse) re-extracts without claiming the site was
+    seen: ``last_seen`` and ``removed_at`` keep their values. Call inside a transaction.
+    """
     existing = {
         row[0]: row[1:]
         for row in db.execute("SELECT url, id, content_hash, removed_at FROM lessons").fetchall()
     }
-    program_ids = ensure_programs(db, {lesson.program_slug for lesson in lessons})
     new = changed = restored = 0
+    program_ids: dict[str, int] = {}
     for lesson in lessons:
+        if lesson.program_slug and lesson.program_slug not in program_ids:
+            program_ids.update(ensure_programs(db, [lesson.program_slug]))
         row = {
             "url": lesson.url,
             "slug": lesson.slug,
@@ -261,37 +332,57 @@ def _save_lessons(
         }
         before = existing.get(lesson.url)
         if before is None:
-            db["lessons"].insert({**row, "first_seen": now})
+            lesson_id = db["lessons"].insert({**row, "first_seen": now}).last_pk
+            _version(db, lesson_id, run_id, now, "created", {}, _content(row))
             new += 1
             continue
         lesson_id, content_hash, removed_at = before
-        changed += content_hash != lesson.content_hash
-        restored += removed_at is not None
+        if not observed:
+            del row["last_seen"], row["removed_at"]
+            removed_at = None
+        if content_hash != lesson.content_hash or removed_at is not None:
+            old = _content(db["lessons"].get(lesson_id))
+            changes = {k: v for k, v in _content(row).items() if old[k] != v}
+            event = "restored" if removed_at is not None else "changed"
+            event = event if observed else "reparsed"
+            _version(db, lesson_id, run_id, now, event, {k: old[k] for k in changes}, changes)
+            changed += bool(changes)
+            restored += removed_at is not None
         db["lessons"].update(lesson_id, row)
-    if result.not_modified:
-        db.conn.executemany(
-            "UPDATE lessons SET last_seen = ? WHERE url = ?",
-            [(now, url) for url in result.not_modified],
-        )
+    db.conn.executemany(
+        "UPDATE lessons SET last_seen = ? WHERE url = ?", [(now, url) for url in unchanged]
+    )
     removed = 0
-    if mark_removed:
-        seen = result.lesson_urls
-        gone = [
-            url
-            for url, (_id, _hash, removed_at) in existing.items()
-            if url not in seen and removed_at is None
-        ]
-        db.conn.executemany(
-            "UPDATE lessons SET removed_at = ? WHERE url = ?", [(now, url) for url in gone]
-        )
-        removed = len(gone)
+    if seen is not None:
+        for url, (lesson_id, _hash, removed_at) in existing.items():
+            if url not in seen and removed_at is None:
+                db.execute("UPDATE lessons SET removed_at = ? WHERE id = ?", [now, lesson_id])
+                _version(db, lesson_id, run_id, now, "removed", {}, {})
+                removed += 1
     return RunCounts(
-        lessons_found=len(result.lesson_urls),
-        new=new,
-        changed=changed,
-        removed=removed,
-        restored=restored,
-        programs=0,
+        lessons_found=0, new=new, changed=changed, removed=removed, restored=restored, programs=0
+    )
+
+
+def _content(row: dict) -> dict:
+    return {k: row[k] for k in LESSON_CONTENT}
+
+
+def _version(db, lesson_id, run_id, now, event, old: dict, new: dict) -> None:
+    (last,) = db.execute(
+        "SELECT coalesce(max(version), 0) FROM lesson_versions WHERE lesson_id = ?", [lesson_id]
+    ).fetchone()
+    db["lesson_versions"].insert(
+        {
+            "lesson_id": lesson_id,
+            "version": last + 1,
+            "run_id": run_id,
+            "observed_at": now,
+            "event": event,
+            "changed": json.dumps(sorted(new)),
+            "old": json.dumps(old, ensure_ascii=False) if old else None,
+            "new": json.dumps(new, ensure_ascii=False) if new else None,
+        }
     )
 
 
@@ -356,9 +447,11 @@ def refresh_search(db: Database) -> None:
     )
 
 
-def _save_pages(db: Database, run_id: int, pages: Iterable[PageRecord]) -> None:
-    """Upsert each fetched page. A page that failed this run keeps the validators and digest
-    of its last good fetch, so the next run can still ask conditionally."""
+def _save_pages(
+    db: Database, run_id: int, pages: Iterable[PageRecord], captures: dict[str, CaptureRef]
+) -> None:
+    """Upsert each fetched page. A page that failed this run keeps the validators, digest and
+    capture of its last good fetch, so the next run can still ask conditionally."""
     fetched: list[dict] = []
     failed: list[dict] = []
     for p in pages:
@@ -379,8 +472,15 @@ def _save_pages(db: Database, run_id: int, pages: Iterable[PageRecord]) -> None:
                 "error": None,
             }
             if p.status == 304:
-                # Not modified: the digest and listing count of the stored copy still hold.
+                # Not modified: the digest, listing count and capture of the stored copy hold.
                 row = {k: v for k, v in row.items() if v is not None or k == "error"}
+            elif (capture := captures.get(p.url)) is not None:
+                row.update(
+                    capture_file=capture.file,
+                    capture_offset=capture.offset,
+                    capture_record_id=capture.record_id,
+                    capture_date=capture.date,
+                )
             fetched.append(row)
     # upsert_all writes the same columns for every row of a call: group rows by their columns
     # so that a column a row leaves out keeps its stored value.
@@ -389,3 +489,14 @@ def _save_pages(db: Database, run_id: int, pages: Iterable[PageRecord]) -> None:
         groups.setdefault(tuple(row), []).append(row)
     for rows in groups.values():
         db["pages"].upsert_all(rows, pk="url")
+
+
+def earlier_captures(db: Database) -> dict[str, CaptureRef]:
+    """Each URL's newest stored body, for 304s to be captured as revisits of it."""
+    return {
+        url: CaptureRef(file, offset, record_id, date)
+        for url, file, offset, record_id, date in db.execute(
+            "SELECT url, capture_file, capture_offset, capture_record_id, capture_date "
+            "FROM pages WHERE capture_file IS NOT NULL"
+        ).fetchall()
+    }

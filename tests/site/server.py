@@ -61,6 +61,15 @@ FAULT_KINDS = (
 # Faults a retrying crawler is expected to get past; the default for seeded_faults().
 TRANSIENT_FAULTS = ("503", "429", "500", "reset", "truncate")
 HUGE_BODY_BYTES = 20 * 1024 * 1024
+# Theme updates that break the crawler's selectors, for health-check tests: each maps a piece of
+# the lesson page markup to what the updated theme prints instead.
+THEMES = {
+    "divi": {},
+    # The listing grid's class renamed: lesson pages still work, listings look empty.
+    "renamed": {"et_pb_blog_grid": "et_pb_posts_grid"},
+    # The lesson title's heading class renamed: lesson pages seem to have no title.
+    "untitled": {'<h1 class="entry-title">': '<h1 class="et_pb_post_title">'},
+}
 
 HTML = "text/html; charset=UTF-8"
 XML = "application/xml; charset=UTF-8"
@@ -193,6 +202,9 @@ class _Response:
 class FixtureSite:
     """The fixture web server. Use as a context manager, or call start() and stop().
 
+    ``theme`` (one of THEMES, settable between crawls) renames markup the way a theme update
+    would, so health checks can be tested against a site whose selectors stopped matching.
+
     ``faults`` maps a request path (no query string) to the faults its 1st, 2nd, ... requests
     meet; afterwards the path answers normally. Kinds:
 
@@ -221,6 +233,7 @@ class FixtureSite:
         offsite_url: str = DEFAULT_OFFSITE_URL,
         host: str = "127.0.0.1",
         port: int = 0,
+        theme: str = "divi",
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         # Deep copies: mutations between crawls must never leak into the caller's objects.
@@ -238,6 +251,9 @@ class FixtureSite:
         self.offsite_url = offsite_url
         self.host = host
         self.port = port
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}; choose from {sorted(THEMES)}")
+        self.theme = theme  # may be reassigned between crawls: the site's theme was updated
 
         self._lock = threading.RLock()
         self.requests: list[RequestRecord] = []
@@ -569,6 +585,8 @@ class FixtureSite:
             return self._not_found(base)
         shown = items[(page - 1) * self.per_page : page * self.per_page]
         html = render.lesson_page(base, lesson, shown, page, pages)
+        for old, new in THEMES[self.theme].items():
+            html = html.replace(old, new)
         # The page shows the lesson, its page of items and "Page N of M", which depends on
         # every listed lesson, so all of them (and unpublishing) count towards Last-Modified.
         stamps = [_parse_time(x.modified) for x in [lesson, *items]]

@@ -1,0 +1,171 @@
+"""Raw HTTP exchanges kept as WARC, so any run can be re-extracted offline (`reparse`).
+
+One file per run, `captures/<run-id>.warc.gz`, gzip per record (readable by warcio, pywb and
+every WARC tool). Each response is written with the request that asked for it and the digests
+warcio computes. A 304 is written as a `revisit` of the capture whose body it confirms, never as
+a copy of the body.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from . import __version__
+from .fetch import Fetched
+
+SERVER_NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+# The body is stored de-chunked, so the header that described the chunking would mislead a
+# replay tool; Content-Encoding stays, because the body is stored still encoded.
+_DROPPED_HEADERS = frozenset({"transfer-encoding"})
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRef:
+    """Where a URL's body lives: a WARC file (relative to the captures folder) and offset."""
+
+    file: str
+    offset: int
+    record_id: str
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedResponse:
+    url: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes  # Content-Encoding undone
+    date: str
+    ref: CaptureRef
+
+
+class CaptureWriter:
+    """Called with every HTTP response a run receives; remembers each URL's newest capture."""
+
+    def __init__(self, directory: Path, run_id: int, earlier: dict[str, CaptureRef]):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.name = f"{run_id}.warc.gz"
+        self.path = directory / self.name
+        self._file = open(self.path, "wb")  # noqa: SIM115 - open for the whole run
+        self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
+        self._earlier = earlier
+        self.latest: dict[str, CaptureRef] = {}
+        self._write_info()
+
+    def __call__(self, response: Fetched) -> None:
+        http_headers = StatusAndHeaders(
+            f"{response.status} {_reason(response.status)}",
+            [(k, v) for k, v in response.headers if k.lower() not in _DROPPED_HEADERS],
+            protocol=_protocol(response.http_version),
+        )
+        date = response.fetched_at.replace("+00:00", "Z")
+        offset = self._file.tell()
+        earlier = self.latest.get(response.url) or self._earlier.get(response.url)
+        if response.status == 304 and earlier is not None:
+            record = self._writer.create_warc_record(
+                response.url,
+                "revisit",
+                http_headers=http_headers,
+                warc_headers_dict={
+                    "WARC-Date": date,
+                    "WARC-Profile": SERVER_NOT_MODIFIED,
+                    "WARC-Refers-To": earlier.record_id,
+                    "WARC-Refers-To-Target-URI": response.url,
+                    "WARC-Refers-To-Date": earlier.date,
+                },
+            )
+        else:
+            body = response.raw if response.raw is not None else response.body
+            record = self._writer.create_warc_record(
+                response.url,
+                "response",
+                payload=BytesIO(body),
+                length=len(body),
+                http_headers=http_headers,
+                warc_headers_dict={"WARC-Date": date},
+            )
+        request = self._writer.create_warc_record(
+            response.url,
+            "request",
+            http_headers=StatusAndHeaders(
+                f"GET {_target(response.url)} {_protocol(response.http_version)}",
+                list(response.request_headers),
+                is_http_request=True,
+            ),
+        )
+        self._writer.write_request_response_pair(request, record)
+        if record.rec_type == "response":
+            self.latest[response.url] = CaptureRef(
+                self.name, offset, record.rec_headers.get_header("WARC-Record-ID"), date
+            )
+
+    def close(self) -> None:
+        """Flush to disk before the archive records where the captures are."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def _write_info(self) -> None:
+        info = self._writer.create_warcinfo_record(
+            self.name,
+            {"software": f"micropause-archive/{__version__}", "format": "WARC File Format 1.1"},
+        )
+        self._writer.write_record(info)
+
+
+def read_responses(directory: Path) -> Iterator[CapturedResponse]:
+    """Every response record of every capture file, oldest run first, bodies decoded."""
+    for path in sorted(directory.glob("*.warc.gz"), key=_run_number):
+        with open(path, "rb") as f:
+            records = ArchiveIterator(f)
+            for record in records:
+                if record.rec_type != "response":
+                    continue
+                # The body first: asking warcio for the offset reads on past it.
+                body = record.content_stream().read()
+                date = record.rec_headers.get_header("WARC-Date")
+                yield CapturedResponse(
+                    url=record.rec_headers.get_header("WARC-Target-URI"),
+                    status=int(record.http_headers.get_statuscode()),
+                    headers=list(record.http_headers.headers),
+                    body=body,
+                    date=date,
+                    ref=CaptureRef(
+                        path.name,
+                        records.get_record_offset(),
+                        record.rec_headers.get_header("WARC-Record-ID"),
+                        date,
+                    ),
+                )
+
+
+def _run_number(path: Path) -> tuple[int, str]:
+    stem = path.name.split(".", 1)[0]
+    return (int(stem), path.name) if stem.isdigit() else (-1, path.name)
+
+
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _protocol(http_version: str) -> str:
+    return http_version if http_version.startswith("HTTP/") else "HTTP/1.1"
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,0 +1,402 @@
+"""Dated, citable snapshots of the archive: CSV, JSON and NDJSON files with a manifest.
+
+``<out>/<YYYY-MM-DD>/`` holds ``lessons.*`` and ``programs.*`` in each format asked for,
+``manifest.json`` (run, source, counts, schema, sha256 of every file, tool version) and
+``datapackage.json`` (Frictionless Data). The date is the day (UTC) the archive's latest run
+finished, and nothing inside depends on when the export ran: exporting the same archive again
+gives byte-identical files, so a snapshot can be cited and checked.
+
+A snapshot is written into a hidden directory beside its final place and renamed into place,
+then ``<out>/latest`` is re-pointed by renaming a new symlink over it: readers see the old
+snapshot or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import ArchiveError, ExportError
+from .store import open_archive
+
+FORMATS = ("csv", "json", "ndjson")
+LATEST = "latest"
+# Statuses of runs that wrote lessons: 'failed', 'interrupted' and 'running' runs wrote nothing,
+# so the archive's content is that of the newest run with one of these.
+_SAVED = ("ok", "incomplete", "unhealthy")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str  # a Frictionless Table Schema type
+    description: str
+
+
+LESSON_COLUMNS = (
+    Column("id", "integer", "The lesson's id in the archive; never reused."),
+    Column("url", "string", "Canonical URL of the lesson's page (with a trailing slash)."),
+    Column("slug", "string", "Last segment of the URL's path."),
+    Column("program_id", "integer", "programs.id of its program; empty if it has none."),
+    Column("program", "string", "Canonical name of its program; empty if it has none."),
+    Column("part", "integer", "Part number in the program, from the title; may have gaps."),
+    Column("subtitle", "string", "Title after '<program>, <part>: '; empty if none."),
+    Column("title", "string", "Title as published: entities decoded, typography kept."),
+    Column(
+        "description",
+        "string",
+        "Text of the lesson's own page as published; paragraphs separated by one blank line.",
+    ),
+    Column("author", "string", "Author shown on the page."),
+    Column("published", "date", "Publication date shown on the page (ISO 8601)."),
+    Column("first_seen", "datetime", "When a run first found the lesson (UTC)."),
+    Column("last_seen", "datetime", "When a run last found the lesson (UTC)."),
+    Column(
+        "removed_at",
+        "datetime",
+        "When a complete, healthy run first no longer found it (UTC); empty while published.",
+    ),
+    Column(
+        "content_hash",
+        "string",
+        "sha256 of title, description, author and published: changes exactly when they do.",
+    ),
+)
+PROGRAM_COLUMNS = (
+    Column("id", "integer", "The program's id in the archive; lessons.program_id refers to it."),
+    Column("slug", "string", "Key shared by every spelling of the program's name."),
+    Column("name", "string", "Canonical name: the spelling most of its lessons use."),
+    Column("lesson_count", "integer", "Its lessons still published (removed ones not counted)."),
+    Column(
+        "parts_missing",
+        "array",
+        "Part numbers up to the highest part that no lesson has, as a JSON list, e.g. [2].",
+    ),
+)
+TABLES = {"lessons": LESSON_COLUMNS, "programs": PROGRAM_COLUMNS}
+ORDER = {
+    "lessons": "program name, part, published date, title, URL; lessons of no program last",
+    "programs": "name, slug",
+}
+
+# Spreadsheet software (Excel in particular) reads a CSV as UTF-8 only when it starts with a
+# byte order mark; without one, "Body Intelligence – Dive deeper" turns into mojibake. Python
+# reads it back with encoding="utf-8-sig".
+CSV_ENCODING = "utf-8-sig"
+_LESSONS_SQL = """
+    SELECT lessons.id, lessons.url, lessons.slug, lessons.program_id, programs.name,
+           lessons.part, lessons.subtitle, lessons.title, lessons.description, lessons.author,
+           lessons.published, lessons.first_seen, lessons.last_seen, lessons.removed_at,
+           lessons.content_hash
+    FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
+    ORDER BY programs.name IS NULL, programs.name, programs.slug, lessons.part IS NULL,
+             lessons.part, lessons.published, lessons.title, lessons.url"""
+_PROGRAMS_SQL = """
+    SELECT id, slug, name, lesson_count, parts_missing FROM programs ORDER BY name, slug"""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    date: str
+    run_id: int
+    counts: dict[str, int]
+    files: dict[str, str]  # file name → sha256, manifest.json excepted
+
+
+def default_out(db_path: Path | str) -> Path:
+    """Snapshots live beside the database: archive/micropause.db → archive/exports/."""
+    return Path(db_path).parent / "exports"
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"csv,json"`` → ("csv", "json"), in FORMATS order; unknown names are an error."""
+    asked = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = sorted(asked - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
+    if not asked:
+        raise ValueError(f"no format given (choose from {', '.join(FORMATS)})")
+    return tuple(f for f in FORMATS if f in asked)
+
+
+def export_snapshot(
+    db_path: Path | str, out: Path | str | None = None, formats: Sequence[str] = FORMATS
+) -> Snapshot:
+    """Write the archive as it stands to ``<out>/<date>/`` and point ``<out>/latest`` at it.
+
+    A snapshot of the same date is replaced (a second run that day supersedes the first; the
+    manifest names the run). Hold the archive lock: leftovers of a crashed export are removed.
+    """
+    out = Path(out) if out is not None else default_out(db_path)
+    db = open_archive(db_path, create=False)
+    try:
+        # One read transaction: a run committing meanwhile cannot split lessons from programs.
+        db.execute("BEGIN")
+        try:
+            run = _latest_run(db)
+            tables = {
+                "lessons": db.execute(_LESSONS_SQL).fetchall(),
+                "programs": db.execute(_PROGRAMS_SQL).fetchall(),
+            }
+        finally:
+            db.execute("ROLLBACK")
+    finally:
+        db.close()
+    files = render_files(tables, formats)
+    files["datapackage.json"] = _json_bytes(datapackage(run, tables, files))
+    manifest = build_manifest(run, tables, files)
+    files["manifest.json"] = _json_bytes(manifest)
+    date = manifest["snapshot"]
+    try:
+        path = _publish(out, date, files)
+    except OSError as exc:
+        raise ExportError(f"cannot write snapshot {out / date}: {exc}") from None
+    return Snapshot(
+        path=path,
+        date=date,
+        run_id=run["id"],
+        counts=manifest["counts"],
+        files={name: entry["sha256"] for name, entry in manifest["files"].items()},
+    )
+
+
+def _latest_run(db) -> dict:
+    placeholders = ", ".join("?" for _ in _SAVED)
+    cursor = db.execute(
+        "SELECT id, started, finished, status, complete, start_urls, health FROM runs "
+        f"WHERE status IN ({placeholders}) AND finished IS NOT NULL ORDER BY id DESC LIMIT 1",
+        _SAVED,
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise ArchiveError("nothing to export: no run has saved lessons into this archive yet")
+    run = dict(zip([d[0] for d in cursor.description], row, strict=True))
+    run["complete"] = bool(run["complete"])
+    run["start_urls"] = json.loads(run["start_urls"])
+    run["health"] = json.loads(run["health"] or "[]")
+    return run
+
+
+# -- rendering: pure, from rows to bytes ----------------------------------------------------
+
+
+def render_files(tables: dict[str, list[tuple]], formats: Iterable[str]) -> dict[str, bytes]:
+    """Each table in each format, as the bytes of its file."""
+    files = {}
+    for fmt in formats:
+        for table, rows in tables.items():
+            columns = TABLES[table]
+            if fmt == "csv":
+                files[f"{table}.csv"] = _csv_bytes(columns, rows)
+            elif fmt == "json":
+                files[f"{table}.json"] = _json_bytes([_record(columns, row) for row in rows])
+            elif fmt == "ndjson":
+                lines = (_json_line(_record(columns, row)) for row in rows)
+                files[f"{table}.ndjson"] = "".join(lines).encode("utf-8")
+    return files
+
+
+def _csv_bytes(columns: Sequence[Column], rows: Iterable[tuple]) -> bytes:
+    buffer = io.StringIO(newline="")
+    # RFC 4180: CRLF between records, fields with commas, quotes or line breaks quoted and
+    # quotes doubled. Line breaks inside a description stay "\n", exactly as stored.
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([c.name for c in columns])
+    # NULL becomes an empty cell; the archive stores no empty strings where NULL is possible.
+    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    return codecs.BOM_UTF8 + buffer.getvalue().encode("utf-8")
+
+
+def _record(columns: Sequence[Column], row: tuple) -> dict:
+    # JSON has lists, so a JSON-list column becomes one; CSV keeps the stored JSON text.
+    return {
+        c.name: json.loads(value) if c.type == "array" and value is not None else value
+        for c, value in zip(columns, row, strict=True)
+    }
+
+
+def _json_bytes(value) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _json_line(value) -> str:
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_manifest(run: dict, tables: dict[str, list[tuple]], files: dict[str, bytes]) -> dict:
+    """What a citation needs: which run, from where, how many, what each column means, and
+    a checksum of every other file in the snapshot."""
+    lessons = tables["lessons"]
+    removed_at = [c.name for c in LESSON_COLUMNS].index("removed_at")
+    removed = sum(1 for row in lessons if row[removed_at] is not None)
+    start = urlsplit(run["start_urls"][0]) if run["start_urls"] else None
+    rows = {f"{table}.{fmt}": len(tables[table]) for table in TABLES for fmt in FORMATS}
+    return {
+        "snapshot": run["finished"][:10],
+        "title": "Micro Pause lessons, archived by micropause-archive",
+        "source": {
+            "url": f"{start.scheme}://{start.netloc}/" if start else None,
+            "start_urls": run["start_urls"],
+        },
+        "run": {
+            "id": run["id"],
+            "started": run["started"],
+            "finished": run["finished"],
+            "status": run["status"],
+            "complete": run["complete"],
+            "health": run["health"],
+        },
+        "tool": {"name": "micropause-archive", "version": __version__},
+        "counts": {
+            "lessons": len(lessons),
+            "lessons_published": len(lessons) - removed,
+            "lessons_removed": removed,
+            "programs": len(tables["programs"]),
+        },
+        "tables": {
+            table: {
+                "order": ORDER[table],
+                "columns": [
+                    {"name": c.name, "type": c.type, "description": c.description} for c in columns
+                ],
+            }
+            for table, columns in TABLES.items()
+        },
+        "encoding": {
+            "csv": "UTF-8 with a byte order mark, CRLF between records, RFC 4180 quoting; "
+            "an empty cell is NULL",
+            "json": "UTF-8, one array of objects",
+            "ndjson": "UTF-8, one object per line",
+        },
+        "files": {
+            name: {
+                "bytes": len(data),
+                "sha256": _digest(data),
+                **({"rows": rows[name]} if name in rows else {}),
+            }
+            for name, data in sorted(files.items())
+        },
+    }
+
+
+def datapackage(run: dict, tables: dict[str, list[tuple]], files: dict[str, bytes]) -> dict:
+    """A Frictionless Data Package describing the data files, so tools can load and validate
+    them with their types (https://specs.frictionlessdata.io/data-package/)."""
+    resources = []
+    for name, data in sorted(files.items()):
+        table, _, fmt = name.partition(".")
+        columns = TABLES[table]
+        schema = {
+            "fields": [
+                {"name": c.name, "type": c.type, "description": c.description} for c in columns
+            ],
+            "primaryKey": ["id"],
+        }
+        if table == "lessons":
+            schema["foreignKeys"] = [
+                {
+                    "fields": ["program_id"],
+                    "reference": {"resource": f"programs-{fmt}", "fields": ["id"]},
+                }
+            ]
+        resource = {
+            "name": f"{table}-{fmt}",
+            "path": name,
+            "format": fmt,
+            "mediatype": {
+                "csv": "text/csv",
+                "json": "application/json",
+                "ndjson": "application/x-ndjson",
+            }[fmt],
+            "encoding": CSV_ENCODING if fmt == "csv" else "utf-8",
+            "bytes": len(data),
+            "hash": f"sha256:{_digest(data)}",
+            "schema": schema,
+        }
+        if fmt == "csv":
+            resource["profile"] = "tabular-data-resource"
+            resource["dialect"] = {
+                "delimiter": ",",
+                "lineTerminator": "\r\n",
+                "quoteChar": '"',
+                "doubleQuote": True,
+                "header": True,
+            }
+        resources.append(resource)
+    return {
+        "profile": "data-package",
+        "name": f"micropause-lessons-{run['finished'][:10]}",
+        "title": "Micro Pause lessons, archived by micropause-archive",
+        "created": run["finished"],
+        "sources": [{"title": "Micro Pause lessons", "path": url} for url in run["start_urls"]],
+        "resources": resources,
+    }
+
+
+# -- writing: the only part that touches the disk --------------------------------------------
+
+
+def _publish(out: Path, date: str, files: dict[str, bytes]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    # Leftovers of an export that crashed (only one export runs at a time, under the lock).
+    for leftover in [*out.glob(".partial-*"), *out.glob(".old-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.glob(".latest-*"):
+        leftover.unlink(missing_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".partial-{date}-", dir=out))
+    try:
+        partial.chmod(0o755)  # mkdtemp makes it private; a snapshot is meant to be read
+        for name, data in files.items():
+            _write(partial / name, data)
+        _sync(partial)
+        target = out / date
+        if target.exists():
+            # A directory cannot be renamed over a non-empty one: move the old one aside
+            # first. Readers may find no <date> for that instant, never a half snapshot.
+            old = out / f".old-{date}-{os.getpid()}"
+            os.rename(target, old)
+            os.rename(partial, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    link = out / f".latest-{os.getpid()}"
+    # Relative, so the exports folder can be moved or committed to git as it is.
+    os.symlink(date, link)
+    os.replace(link, out / LATEST)
+    _sync(out)
+    return target
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        # On disk before the rename makes it visible: a power cut must not publish empty files.
+        os.fsync(f.fileno())
+
+
+def _sync(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

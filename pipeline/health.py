@@ -1,0 +1,95 @@
+"""Health checks: may this run be trusted to mark lessons removed and publish a snapshot?
+
+A crawl can "succeed" and still be wrong. When the site's theme changes, selectors quietly find
+nothing: listings yield no lessons, lesson pages no title, and a run that believed them would
+mark the whole archive removed. Each check here looks at what one run saw and names what is
+wrong; pure, so it is tested on plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Health
+from .crawl import CrawlResult
+
+# The names stored in `runs.health` and printed in summaries: part of the public interface.
+LISTING_EMPTY = "listing_empty"
+UNTITLED_LESSON = "untitled_lesson"
+LESSON_DROP = "lesson_drop"
+FAILED_PAGES = "failed_pages"
+CHECKS = (LISTING_EMPTY, UNTITLED_LESSON, LESSON_DROP, FAILED_PAGES)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthFailure:
+    name: str  # one of CHECKS
+    detail: str  # what was seen, in one line, for the archivist
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.detail}"
+
+
+def check_health(
+    result: CrawlResult, thresholds: Health, *, baseline: int | None
+) -> list[HealthFailure]:
+    """The checks this run fails, in CHECKS order; empty when healthy.
+
+    ``baseline`` is the number of lessons the last complete, healthy run found (None before
+    the first one). A run stopped by its page budget is partial by choice, so it is not held
+    to the baseline.
+    """
+    failures = []
+    # Every lesson page of the site is also page 1 of a "You may also like" listing of other
+    # lessons, and a listing page exists only while it has items: an empty one means the
+    # listing selector no longer matches. Pages answered 304 were not parsed, so they are not
+    # counted either way.
+    empty = [
+        p.url
+        for p in result.pages.values()
+        if p.kind in ("lesson", "listing") and p.status == 200 and p.listed == 0
+    ]
+    if empty:
+        failures.append(
+            HealthFailure(
+                LISTING_EMPTY,
+                f"{_pages(len(empty))} listed no lessons, e.g. {min(empty)} "
+                "(check selectors.listed_lesson)",
+            )
+        )
+    if result.untitled:
+        failures.append(
+            HealthFailure(
+                UNTITLED_LESSON,
+                f"{_pages(len(result.untitled))} had no title, e.g. {min(result.untitled)} "
+                "(check selectors.title)",
+            )
+        )
+    found = len(result.lesson_urls)
+    if baseline and not result.budget_exhausted:
+        drop = (baseline - found) / baseline
+        if drop > thresholds.max_lesson_drop:
+            failures.append(
+                HealthFailure(
+                    LESSON_DROP,
+                    f"{found} lessons found, {baseline} in the last healthy run: a drop of "
+                    f"{drop:.0%}, more than health.max_lesson_drop = "
+                    f"{thresholds.max_lesson_drop:.0%}",
+                )
+            )
+    attempted = [p for p in result.pages.values() if p.status is not None or p.error]
+    failed = sorted((p for p in attempted if p.error is not None), key=lambda p: p.url)
+    if attempted and len(failed) / len(attempted) > thresholds.max_failed_pages:
+        failures.append(
+            HealthFailure(
+                FAILED_PAGES,
+                f"{len(failed)} of {len(attempted)} pages failed "
+                f"({len(failed) / len(attempted):.0%}, more than health.max_failed_pages = "
+                f"{thresholds.max_failed_pages:.0%}), e.g. {failed[0].url}: {failed[0].error}",
+            )
+        )
+    return failures
+
+
+def _pages(n: int) -> str:
+    return "1 page" if n == 1 else f"{n} pages"

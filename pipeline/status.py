@@ -1,0 +1,49 @@
+"""What the archive holds and how its last runs went: `micropause status`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .store import open_archive
+
+RUN_COLUMNS = (
+    "id, kind, started, finished, status, complete, pages_fetched, pages_not_modified, "
+    "pages_failed, lessons_found, lessons_new, lessons_changed, lessons_removed, health, error"
+)
+
+
+@dataclass(frozen=True)
+class ArchiveStatus:
+    runs: list[dict]  # newest first
+    lessons: int
+    removed: int
+    programs: int
+    versions: int
+    pages: int
+    failed_pages: int
+
+
+def archive_status(db_path: Path | str, *, last: int = 10) -> ArchiveStatus:
+    db = open_archive(db_path, create=False)
+    try:
+        runs = [
+            {**row, "health": json.loads(row["health"]) if row["health"] else []}
+            for row in db.query(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?", [last])
+        ]
+
+        def count(sql: str) -> int:
+            return db.execute(sql).fetchone()[0]
+
+        return ArchiveStatus(
+            runs=runs,
+            lessons=count("SELECT count(*) FROM lessons WHERE removed_at IS NULL"),
+            removed=count("SELECT count(*) FROM lessons WHERE removed_at IS NOT NULL"),
+            programs=count("SELECT count(*) FROM programs WHERE lesson_count > 0"),
+            versions=count("SELECT count(*) FROM lesson_versions"),
+            pages=count("SELECT count(*) FROM pages"),
+            failed_pages=count("SELECT count(*) FROM pages WHERE error IS NOT NULL"),
+        )
+    finally:
+        db.close()

@@ -1,0 +1,109 @@
+"""The `micropause` command as a user (or cron) meets it: exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+
+import pytest
+from click.testing import CliRunner
+from sqlite_utils import Database
+
+from pipeline.cli import main
+from tests.conftest import CONFIG_PATH, START_SLUG
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def crawl_args(site, db_path, *extra):
+    return (
+        "crawl",
+        "--db",
+        db_path,
+        "--start-url",
+        site.lesson_url(START_SLUG),
+        "--delay",
+        "0",
+        "--concurrency",
+        "4",
+        *extra,
+    )
+
+
+def content(db_path):
+    db = Database(db_path)
+    return {t: list(db[t].rows) for t in ("lessons", "programs", "pages")}
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def crawled(site, tmp_path):
+    db_path = tmp_path / "micropause.db"
+    assert invoke(*crawl_args(site, db_path)).exit_code == 0
+    return db_path
+
+
+def test_crawl_prints_a_summary(site, tmp_path):
+    result = invoke(*crawl_args(site, tmp_path / "a.db"))
+    assert result.exit_code == 0, result.output
+    assert "complete" in result.output
+    # A first crawl: every lesson found is new.
+    assert re.search(r"lessons: (\d+) found, \1 new, 0 changed, 0 removed", result.output)
+    assert "programs: 4" in result.output
+
+
+def test_bad_config_key_exits_1_in_one_line_and_touches_nothing(site, crawled, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG_PATH.read_text().replace("delay = 1.0", "dleay = 1.0"))
+    before = digest(crawled)
+    result = invoke(*crawl_args(site, crawled), "--config", bad)
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: unknown config key: politeness.dleay"
+    assert digest(crawled) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--delay", "-1"), "--delay must be >= 0"),
+        (("--concurrency", "0"), "--concurrency must be at least 1"),
+        (("--start-url", "ftp://x/video/a/"), "not an http(s) URL"),
+    ],
+)
+def test_bad_arguments_exit_1(site, tmp_path, args, message):
+    result = invoke(*crawl_args(site, tmp_path / "a.db"), *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_site_exits_2_and_leaves_the_archive_as_it_was(crawled):
+    before = content(crawled)
+    url = f"http://127.0.0.1:{free_port()}/video/{START_SLUG}/"
+    result = invoke(
+        "crawl", "--db", crawled, "--start-url", url, "--delay", "0", "--config", CONFIG_PATH
+    )
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach 127.0.0.1")
+    assert content(crawled) == before
+    last = next(iter(Database(crawled).query("select status, error from runs order by id desc")))
+    assert last["status"] == "failed" and "cannot reach" in last["error"]
+
+
+def test_help_explains_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "crawl" in result.output and "Exit codes" in result.output

@@ -1,0 +1,113 @@
+"""The polite client against the real local server: retries, redirects, caps, robots.txt."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from pipeline.errors import FetchError
+from pipeline.fetch import Fetcher
+from tests.conftest import START_SLUG, local_config
+from tests.site.server import FixtureSite
+
+START = f"/video/{START_SLUG}/"
+
+
+def fetch(config, path, **kwargs):
+    async def go():
+        async with Fetcher(config) as fetcher:
+            return await fetcher.get(config.site.start_urls[0].replace(START, path), **kwargs)
+
+    return asyncio.run(go())
+
+
+def hits(site, path):
+    return [r for r in site.requests if r.path == path]
+
+
+def test_redirect_to_trailing_slash_is_followed(site, config):
+    response = fetch(config, START.rstrip("/"))
+    assert response.status == 200
+    assert response.url.endswith(START)
+    assert [r.status for r in site.requests if r.path.startswith(START.rstrip("/"))] == [301, 200]
+
+
+def test_not_found_is_not_retried(site, config):
+    assert fetch(config, "/video/no-such-lesson/").status == 404
+    assert len(hits(site, "/video/no-such-lesson/")) == 1
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times(config):
+    attempts = config.retry.attempts
+    with FixtureSite(faults={START: ["500"] * (attempts + 5)}) as site:
+        with pytest.raises(FetchError, match=f"HTTP 500 .gave up after {attempts} attempts"):
+            fetch(local_config(site), START)
+        assert len(hits(site, START)) == attempts
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "500", "reset", "truncate", "bad-utf8"])
+def test_transient_faults_are_cured_by_a_retry(fault):
+    with FixtureSite(faults={START: [fault]}) as site:
+        response = fetch(local_config(site), START)
+        assert response.status == 200
+        assert response.attempts == 2
+        assert "Forward fold" in response.text()
+
+
+def test_read_timeout_is_retried():
+    with FixtureSite(faults={START: ["slow"]}, slow_seconds=1.0) as site:
+        config = local_config(site, read_timeout=0.3)
+        assert fetch(config, START).attempts == 2
+
+
+def test_offsite_redirect_is_never_followed():
+    with FixtureSite() as elsewhere:
+        faults = {START: ["offsite"]}
+        offsite = f"{elsewhere.url}/video/x/"
+        with (
+            FixtureSite(faults=faults, offsite_url=offsite) as site,
+            pytest.raises(FetchError, match="redirect leaves the site"),
+        ):
+            fetch(local_config(site), START)
+        assert elsewhere.request_count == 0
+
+
+def test_redirect_loop_ends():
+    with FixtureSite(faults={START: ["loop"]}) as site:
+        config = local_config(site)
+        with pytest.raises(FetchError, match="more than 5 redirects"):
+            fetch(config, START)
+        assert len(site.requests) <= config.politeness.max_redirects + 2  # + robots.txt
+
+
+def test_oversized_body_is_refused_without_reading_it_all():
+    with FixtureSite(faults={START: ["huge"]}) as site:
+        config = local_config(site, max_response_bytes=200_000)
+        with pytest.raises(FetchError, match="response too large"):
+            fetch(config, START)
+        (huge,) = hits(site, START)
+    # The server streams 20 MB; the client stopped reading soon after the cap.
+    assert huge.bytes_sent < 5_000_000
+
+
+def test_declared_length_over_the_cap_is_refused_before_the_body(site, config):
+    small = dataclasses.replace(
+        config, politeness=dataclasses.replace(config.politeness, max_response_bytes=1000)
+    )
+    with pytest.raises(FetchError, match=r"response too large: [0-9]+ bytes"):
+        fetch(small, START)
+
+
+def test_robots_disallowed_url_is_refused_without_a_request(site, config):
+    with pytest.raises(FetchError, match=r"disallowed by robots\.txt"):
+        fetch(config, "/video/staff-preview/")
+    assert not hits(site, "/video/staff-preview/")
+
+
+def test_conditional_request_gets_304(site, config):
+    first = fetch(config, START)
+    again = fetch(config, START, etag=first.header("etag"))
+    assert again.status == 304
+    assert hits(site, START)[-1].headers["if-none-match"] == first.header("etag")

@@ -1,0 +1,199 @@
+"""The archive keeps history: versions, conditional re-crawls, safe removals, WARC captures,
+and an offline reparse. Every test changes the real local site between crawls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlite_utils import Database
+from warcio.archiveiterator import ArchiveIterator
+
+from pipeline.config import load_config
+from pipeline.reparse import reparse
+from pipeline.runs import captures_dir, crawl_into_archive
+from tests.conftest import CONFIG_PATH, local_config
+from tests.site.server import FixtureSite, Lesson
+
+EDITED = "lying-down-letting-go"
+
+
+def rows(db_path, sql, params=()):
+    return [dict(r) for r in Database(db_path).query(sql, params)]
+
+
+def lesson_row(db_path, slug):
+    (row,) = rows(db_path, "select * from lessons where slug = ?", [slug])
+    return row
+
+
+def versions(db_path, slug):
+    return rows(
+        db_path,
+        "select v.* from lesson_versions v join lessons l on l.id = v.lesson_id "
+        "where l.slug = ? order by version",
+        [slug],
+    )
+
+
+@pytest.fixture
+def archive(site, config, tmp_path):
+    """A first crawl of the fixture site; tests then change the site and crawl again."""
+    db_path = tmp_path / "archive" / "micropause.db"
+    crawl_into_archive(config, db_path)
+    return db_path
+
+
+def newest_lesson(slug: str, title: str, categories: list[str]) -> Lesson:
+    return Lesson(
+        slug=slug,
+        title=title,
+        author="josefine",
+        published="2030-01-01",
+        modified="2030-01-01T09:00:00Z",
+        categories=categories,
+        description=["A brand new pause.", "With two paragraphs."],
+        post_id=9001,
+    )
+
+
+def test_first_sight_is_version_one_and_unchanged_lessons_write_none(site, config, archive):
+    crawl_into_archive(config, archive)
+    assert [v["event"] for v in versions(archive, EDITED)] == ["created"]
+    (total,) = rows(archive, "select count(*) n from lesson_versions")
+    (lessons,) = rows(archive, "select count(*) n from lessons")
+    assert total["n"] == lessons["n"]
+
+
+def test_an_edit_produces_exactly_one_version_with_old_and_new_values(site, config, archive):
+    old = lesson_row(archive, EDITED)["description"]
+    site.edit(EDITED, description=["Rewritten: lie down, let go."])
+    report = crawl_into_archive(config, archive)
+    assert report.counts.changed == 1
+    _created, changed = versions(archive, EDITED)
+    assert changed["event"] == "changed"
+    assert changed["run_id"] == report.run_id
+    assert json.loads(changed["changed"]) == ["description"]
+    assert json.loads(changed["old"]) == {"description": old}
+    assert json.loads(changed["new"]) == {"description": "Rewritten: lie down, let go."}
+    assert lesson_row(archive, EDITED)["description"] == "Rewritten: lie down, let go."
+    (others,) = rows(archive, "select count(*) n from lesson_versions where event = 'changed'")
+    assert others["n"] == 1
+
+
+def test_unchanged_recrawl_is_conditional_and_mostly_304(site, config, archive):
+    first_bytes = sum(r.bytes_sent for r in site.requests)
+    first_requests = site.request_count
+    site.reset_stats()
+    report = crawl_into_archive(config, archive)
+    conditional = [r for r in site.requests if "if-none-match" in r.headers]
+    answered_304 = [r for r in site.requests if r.status == 304]
+    pages = [r for r in site.requests if r.path != "/robots.txt"]
+    assert len(conditional) == len(pages)  # every page is asked for conditionally
+    assert len(answered_304) >= 0.9 * len(pages)
+    assert site.request_count < first_requests / 5
+    assert sum(r.bytes_sent for r in site.requests) < 0.05 * first_bytes
+    assert report.result.stats.not_modified == len(answered_304)
+    (run,) = rows(archive, "select * from runs where id = ?", [report.run_id])
+    assert run["pages_not_modified"] == len(answered_304)
+    assert (report.counts.new, report.counts.changed, report.counts.removed) == (0, 0, 0)
+
+
+def test_new_lesson_is_found_when_every_other_page_answers_304(tmp_path):
+    db_path = tmp_path / "micropause.db"
+    # No sitemap: the new lesson can only be found through listings.
+    with FixtureSite(sitemap=False) as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        site.publish(newest_lesson("a-new-pause", "A new pause", ["Feet"]))
+        # Lessons whose listing does not show the new lesson: their pages did not change.
+        unaffected = {
+            lesson.slug
+            for lesson in site.lessons
+            if lesson.listed and "a-new-pause" not in {x.slug for x in site.listing(lesson.slug)}
+        } - {"a-new-pause", "staff-preview"}
+        site.reset_stats()
+        report = crawl_into_archive(config, db_path)
+        requests = list(site.requests)
+    assert lesson_row(db_path, "a-new-pause")["title"] == "A new pause"
+    assert report.counts.new == 1
+    assert len(unaffected) > 20
+    for slug in unaffected:
+        asked = [r for r in requests if r.path.startswith(f"/video/{slug}/")]
+        # One conditional request for page 1, answered 304; later pages not walked again.
+        assert [(r.path, r.status) for r in asked] == [(f"/video/{slug}/", 304)]
+
+
+def test_unpublished_lesson_is_removed_only_after_a_complete_run(site, config, archive):
+    site.unpublish(EDITED)
+    # A run in which a listing page keeps failing is incomplete: nothing may be removed.
+    broken = "/video/soft-eyes/"
+    site.set_faults({broken: ["500"] * (config.retry.attempts + 1)})
+    partial = crawl_into_archive(config, archive)
+    assert not partial.result.complete
+    assert lesson_row(archive, EDITED)["removed_at"] is None
+    site.set_faults({})
+    complete = crawl_into_archive(config, archive)
+    assert complete.result.complete
+    assert complete.counts.removed == 1
+    assert lesson_row(archive, EDITED)["removed_at"] is not None
+    assert versions(archive, EDITED)[-1]["event"] == "removed"
+    (program_row,) = rows(archive, "select count(*) n from lessons where removed_at is not null")
+    assert program_row["n"] == 1
+
+
+def test_republished_lesson_is_restored_with_a_version(site, config, archive):
+    site.unpublish(EDITED)
+    crawl_into_archive(config, archive)
+    assert lesson_row(archive, EDITED)["removed_at"] is not None
+    site.publish(EDITED)
+    crawl_into_archive(config, archive)
+    assert lesson_row(archive, EDITED)["removed_at"] is None
+    assert [v["event"] for v in versions(archive, EDITED)] == ["created", "removed", "restored"]
+
+
+def test_captures_open_with_warcio_and_pages_point_at_them(site, config, archive):
+    warcs = sorted(captures_dir(archive).glob("*.warc.gz"))
+    assert [w.name for w in warcs] == ["1.warc.gz"]
+    types, urls = [], set()
+    with open(warcs[0], "rb") as f:
+        for record in ArchiveIterator(f):
+            types.append(record.rec_type)
+            if record.rec_type == "response":
+                urls.add(record.rec_headers.get_header("WARC-Target-URI"))
+                assert record.rec_headers.get_header("WARC-Payload-Digest").startswith("sha1:")
+    assert types[0] == "warcinfo"
+    assert types.count("request") == types.count("response")
+    (page,) = rows(archive, "select * from pages where url like '%/video/soft-eyes/'")
+    assert page["url"] in urls
+    with open(captures_dir(archive) / page["capture_file"], "rb") as f:
+        f.seek(page["capture_offset"])
+        record = next(iter(ArchiveIterator(f)))
+        assert record.rec_headers.get_header("WARC-Target-URI") == page["url"]
+        assert b"Soft eyes" in record.content_stream().read()
+
+
+def test_a_304_is_captured_as_a_revisit_not_a_copy(site, config, archive):
+    crawl_into_archive(config, archive)
+    with open(captures_dir(archive) / "2.warc.gz", "rb") as f:
+        records = [r for r in ArchiveIterator(f) if r.rec_type in ("response", "revisit")]
+    revisits = [r for r in records if r.rec_type == "revisit"]
+    assert revisits and len(revisits) >= 0.9 * len(records)
+    profile = revisits[0].rec_headers.get_header("WARC-Profile")
+    assert profile.endswith("/revisit/server-not-modified")
+    assert revisits[0].rec_headers.get_header("WARC-Refers-To-Target-URI")
+
+
+def test_reparse_without_network_reproduces_lessons_and_programs(site, config, archive):
+    site.edit(EDITED, description=["Edited once."])
+    crawl_into_archive(config, archive)
+    site.stop()  # nothing to reach any more: reparse must work from the captures alone
+    tables = ("lessons", "programs")
+    before = {t: rows(archive, f"select * from {t} order by id") for t in tables}
+    Database(archive).execute("update lessons set description = 'damaged', title = 'x'")
+    Database(archive).conn.commit()
+    report = reparse(load_config(CONFIG_PATH), archive)
+    assert report.lessons == len(before["lessons"])
+    after = {t: rows(archive, f"select * from {t} order by id") for t in tables}
+    assert after == before
+    assert lesson_row(archive, EDITED)["description"] == "Edited once."
