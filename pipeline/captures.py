@@ -9,6 +9,7 @@ a copy of the body.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -55,7 +57,9 @@ class CaptureWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self.name = f"{run_id}.warc.gz"
         self.path = directory / self.name
-        self._file = open(self.path, "wb")  # noqa: SIM115 - open for the whole run
+        # Appended, never truncated: a run id reused (an archive restored from a backup) must
+        # not overwrite captures already on disk.
+        self._file = open(self.path, "ab")  # noqa: SIM115 - open for the whole run
         self._writer = WARCWriter(self._file, gzip=True, warc_version="1.1")
         self._earlier = earlier
         self.latest: dict[str, CaptureRef] = {}
@@ -126,26 +130,39 @@ def read_responses(directory: Path) -> Iterator[CapturedResponse]:
     """Every response record of every capture file, oldest run first, bodies decoded."""
     for path in sorted(directory.glob("*.warc.gz"), key=_run_number):
         with open(path, "rb") as f:
-            records = ArchiveIterator(f)
-            for record in records:
-                if record.rec_type != "response":
-                    continue
-                # The body first: asking warcio for the offset reads on past it.
-                body = record.content_stream().read()
-                date = record.rec_headers.get_header("WARC-Date")
-                yield CapturedResponse(
-                    url=record.rec_headers.get_header("WARC-Target-URI"),
-                    status=int(record.http_headers.get_statuscode()),
-                    headers=list(record.http_headers.headers),
-                    body=body,
-                    date=date,
-                    ref=CaptureRef(
-                        path.name,
-                        records.get_record_offset(),
-                        record.rec_headers.get_header("WARC-Record-ID"),
-                        date,
-                    ),
-                )
+            yield from _responses_in(path, f)
+
+
+def _responses_in(path: Path, f) -> Iterator[CapturedResponse]:
+    """A run killed mid-write leaves its last record cut short: the records before it are
+    read, the cut one fails its digest and is skipped, never parsed as if complete."""
+    records = ArchiveIterator(f, check_digests=True)
+    try:
+        for record in records:
+            if record.rec_type != "response":
+                continue
+            # The body first: asking warcio for the offset reads on past it.
+            body = record.content_stream().read()
+            # Every record this tool writes carries digests; one that cannot be verified
+            # (cut short: warcio then reports neither pass nor fail) is not trusted.
+            if record.digest_checker.passed is not True:
+                continue
+            date = record.rec_headers.get_header("WARC-Date")
+            yield CapturedResponse(
+                url=record.rec_headers.get_header("WARC-Target-URI"),
+                status=int(record.http_headers.get_statuscode()),
+                headers=list(record.http_headers.headers),
+                body=body,
+                date=date,
+                ref=CaptureRef(
+                    path.name,
+                    records.get_record_offset(),
+                    record.rec_headers.get_header("WARC-Record-ID"),
+                    date,
+                ),
+            )
+    except (ArchiveLoadFailed, EOFError, OSError, zlib.error):
+        return
 
 
 def _run_number(path: Path) -> tuple[int, str]:

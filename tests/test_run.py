@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from sqlite_utils import Database
 
@@ -267,3 +268,27 @@ def test_a_killed_run_does_not_block_the_next(paths):
         {"status": "interrupted"},
         {"status": "ok"},
     ]
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        "crontab",
+        "systemd/micropause-archive.service",
+        "github-actions-archive.yml",
+    ],
+)
+def test_deployment_recipes_call_run_with_options_that_exist(recipe):
+    text = (ROOT / "deploy" / recipe).read_text(encoding="utf-8")
+    commands = [line for line in text.splitlines() if "micropause run" in line and "#" not in line]
+    assert commands, f"deploy/{recipe} does not call `micropause run`"
+    options = {p for param in main.commands["run"].params for p in param.opts}
+    for command in commands:
+        for word in command.split("micropause run", 1)[1].split():
+            assert not word.startswith("-") or word in options, (recipe, word)
+
+
+def test_ci_recipe_is_valid_yaml_running_on_a_schedule():
+    workflow = yaml.safe_load((ROOT / "deploy" / "github-actions-archive.yml").read_text())
+    # YAML 1.1 reads the key `on` as True.
+    assert workflow[True]["schedule"] and workflow["concurrency"]["cancel-in-progress"] is False

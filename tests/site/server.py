@@ -256,6 +256,7 @@ class FixtureSite:
         self.theme = theme  # may be reassigned between crawls: the site's theme was updated
 
         self._lock = threading.RLock()
+        self._arrived = threading.Condition(self._lock)
         self.requests: list[RequestRecord] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -483,9 +484,16 @@ class FixtureSite:
             text += f"\nSitemap: {base}/wp-sitemap.xml\n"
         return text
 
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until the server has received ``count`` requests (True) or ``timeout`` passes
+        (False): lets a test act at an exact point of a crawl instead of sleeping."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
+
     def _begin(self, record: RequestRecord) -> None:
         with self._lock:
             self.requests.append(record)
+            self._arrived.notify_all()
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
 
