@@ -43,6 +43,24 @@ class Command(click.Command):
 class Group(click.Group):
     command_class = Command
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click exits 2 on a usage error; here 2 means "the run failed", so a mistyped
+        option exits 1, as a bad config does (DESIGN.md's exit codes)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 @click.group(cls=Group)
 @click.version_option(__version__, prog_name="micropause")
@@ -289,10 +307,12 @@ def configure_logging(level: int) -> None:
 
 
 def fields(**values) -> str:
-    """``key=value`` pairs; a value with spaces, quotes or '=' is JSON-quoted."""
+    """``key=value`` pairs, None left out; a value with spaces, quotes or '=' is JSON-quoted."""
     parts = []
     for key, value in values.items():
-        text = "" if value is None else str(value)
+        if value is None:
+            continue
+        text = str(value)
         if not text or any(c in text for c in ' "=\n\t'):
             text = json.dumps(text, ensure_ascii=False)
         parts.append(f"{key}={text}")
@@ -376,7 +396,8 @@ def reparse(config_path, db_path):
     """
     from .reparse import reparse as reparse_archive
 
-    report = reparse_archive(load_config(config_path), db_path)
+    with archive_lock(db_path, "micropause reparse"):
+        report = reparse_archive(load_config(config_path), db_path)
     out.print(
         f"reparse (run {report.run_id}): {report.captures_read} captures read, "
         f"{report.lessons} lessons extracted, {report.counts.new} new, "

@@ -237,7 +237,8 @@ def holder(paths):
 
 
 def test_a_second_run_while_one_is_running_exits_75_and_changes_nothing(paths):
-    with FixtureSite(latency=0.02) as site:
+    # ~550 pages at 30 ms each, 4 at a time: the first run holds the lock for seconds.
+    with FixtureSite(latency=0.03) as site:
         first = start_run_in_background(paths, site)
         try:
             second = run(paths, site.lesson_url(START_SLUG), "--quiet")
