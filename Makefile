@@ -36,5 +36,16 @@ browser:
 demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Timings need a quiet machine, so neither `make test` nor .ci/run runs this.
+# BENCH_ARGS=--quick for a ~30 s run; --only crawl,extraction,scale,incremental for some suites.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) archive/micropause.db* archive/captures archive/exports

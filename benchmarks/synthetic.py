@@ -12,7 +12,6 @@ terms as well as the common ones every round repeats.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -28,6 +27,7 @@ _SYLLABLES = ("ka", "lo", "mi", "ne", "su", "ta", "vo", "ri", "pe", "du", "ga", 
 # Each round is published a week before the one after it: rounds interleave in the newest-first
 # listings, and 100 000 lessons (1 852 rounds) still fit in dates after 1985.
 _ROUND_SHIFT = timedelta(days=7)
+LISTING_PAGES = 18
 
 
 @cache
@@ -39,7 +39,7 @@ def base_lessons() -> tuple[Lesson, ...]:
 
 
 def rare_word(index: int) -> str:
-    """A made-up word unique to one lesson index: "kalo", "kami", …"""
+    """A made-up word unique to one lesson index: 0 → "loka", 99 999 → "mipevoneho"."""
     digits = []
     index += len(_SYLLABLES)  # at least two syllables
     while index:
@@ -96,21 +96,24 @@ def new_lesson(n: int) -> Lesson:
     return dataclasses.replace(lesson, published="", modified="", post_id=0)
 
 
-def lesson_pages(n: int, *, site_url: str = SITE_URL, listing_size: int = 3) -> Iterator[str]:
-    """Page 1 of each of ``n`` lessons' pages, rendered as the site renders them, one at a time.
+def lesson_pages(
+    n: int, *, site_url: str = SITE_URL, listing_size: int = 3
+) -> Iterator[tuple[str, str]]:
+    """(url, html) of page 1 of each of ``n`` lessons, rendered as the site renders it, one at
+    a time: nothing holds more than one page.
 
-    Each page lists the ``listing_size`` lessons before it and claims a listing of about
-    two thirds of the site (what the fixture's category overlap gives), so the page-count text
-    and links look like the real thing without computing N listings of N lessons."""
-    pages = max(1, math.ceil(n * 2 / 3 / 3))
+    Each page lists the ``listing_size`` lessons before it and says "Page 1 of 18", the longest
+    listing the real site has: computing N listings of N lessons is the crawl benchmark's job,
+    and the fixture's PageNavi would print a jump link per ten pages of a 20 000-page listing."""
     for i in range(n):
-        lesson = synthetic_lesson(i)
-        if not lesson.listing_description:
-            lesson.listing_description = lesson.description
-        items = []
-        for j in range(i - listing_size, i):
-            item = synthetic_lesson(j % n)
-            if not item.listing_description:
-                item.listing_description = item.description
-            items.append(item)
-        yield render.lesson_page(site_url, lesson, items, 1, pages)
+        lesson = _with_excerpt(synthetic_lesson(i))
+        items = [_with_excerpt(synthetic_lesson(j % n)) for j in range(i - listing_size, i)]
+        url = render.lesson_url(site_url, lesson.slug)
+        yield url, render.lesson_page(site_url, lesson, items, 1, LISTING_PAGES)
+
+
+def _with_excerpt(lesson: Lesson) -> Lesson:
+    # What FixtureSite does on load: the listing shows the text unless an excerpt was written.
+    if not lesson.listing_description:
+        lesson.listing_description = lesson.description
+    return lesson

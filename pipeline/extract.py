@@ -23,6 +23,12 @@ _PAGE_OF = re.compile(r"(\d+)\s+of\s+(\d+)")
 # Stands in for <br> while whitespace is collapsed, then becomes a newline.
 _BREAK = "\ue000"
 _AROUND_BREAK = re.compile(r" ?\ue000 ?")
+# An absolute http(s) URL with a host, in printable ASCII, and nothing urljoin would rewrite (no
+# query, fragment, params or brackets): urljoin returns it unchanged, so it is returned as is. Every
+# link on the site is absolute, and urljoin was a third of extract's time (benchmarks/README.md).
+_PLAIN_ABSOLUTE = re.compile(
+    r"https?://[^\x00-\x20\x7f-\U0010ffff/?#;\[\]\\]+(?:/[^\x00-\x20\x7f-\U0010ffff?#;\[\]\\]*)?\Z"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +67,20 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
     """Read a lesson or listing page. Missing parts come back empty, never as an exception:
     the crawl's health checks decide whether an empty page means the theme changed."""
     tree = LexborHTMLParser(html)
+    # One query for the whole page instead of one per text node: most pages have no <br> at all.
+    breaks = tree.css_first("br") is not None
     canonical = _attr(tree.css_first(selectors.canonical), "href")
-    canonical_url = urljoin(url, canonical) if canonical else None
+    canonical_url = _join(url, canonical) if canonical else None
 
     lesson = None
     title_node = tree.css_first(selectors.title)
     if title_node is not None:
         lesson = RawLesson(
             url=canonical_url or url,
-            title=text_of(title_node),
-            description=paragraphs(tree.css(selectors.description)),
-            author=_text_or_none(tree.css_first(selectors.author)),
-            published=_text_or_none(tree.css_first(selectors.published)),
+            title=_text(title_node, breaks),
+            description=_paragraphs(tree.css(selectors.description), breaks),
+            author=_text_or_none(tree.css_first(selectors.author), breaks),
+            published=_text_or_none(tree.css_first(selectors.published), breaks),
         )
 
     listed = []
@@ -83,9 +91,9 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
             continue
         listed.append(
             ListedLesson(
-                url=urljoin(url, href),
-                title=text_of(link),
-                description=paragraphs(item.css(selectors.listed_description)),
+                url=_join(url, href),
+                title=_text(link, breaks),
+                description=_paragraphs(item.css(selectors.listed_description), breaks),
             )
         )
 
@@ -96,7 +104,7 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
     next_href = _attr(tree.css_first(selectors.next_link), "href")
     page_urls = tuple(
         dict.fromkeys(
-            urljoin(url, href)
+            _join(url, href)
             for node in tree.css(selectors.page_links)
             if (href := _attr(node, "href"))
         )
@@ -108,7 +116,7 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
         listed=tuple(listed),
         page=page,
         page_count=page_count,
-        next_url=urljoin(url, next_href) if next_href else None,
+        next_url=_join(url, next_href) if next_href else None,
         page_urls=page_urls,
     )
 
@@ -116,19 +124,39 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
 def text_of(node: LexborNode) -> str:
     """The node's text as published: entities decoded, the source's line breaks and indentation
     folded to single spaces, <br> kept as a line break, everything else verbatim."""
-    for br in node.css("br"):
-        br.insert_before(_BREAK)
-    text = _SOURCE_LAYOUT.sub(" ", node.text(deep=True)).strip(" \t\n\r\f")
-    return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
+    return _text(node, breaks=True)
 
 
 def paragraphs(nodes: list[LexborNode]) -> str:
     """Non-empty paragraphs joined by one blank line (the site puts an empty <p> first)."""
-    return "\n\n".join(t for t in (text_of(n) for n in nodes) if t)
+    return _paragraphs(nodes, breaks=True)
 
 
-def _text_or_none(node: LexborNode | None) -> str | None:
-    return (text_of(node) or None) if node is not None else None
+def _text(node: LexborNode, breaks: bool) -> str:
+    """text_of; ``breaks=False`` when the document is known to hold no <br> to look for."""
+    if breaks:
+        for br in node.css("br"):
+            br.insert_before(_BREAK)
+    text = node.text(deep=True)
+    # _SOURCE_LAYOUT tries a match at every character (its pattern may start empty), which made
+    # it most of extract's text handling. A printable text holds none of \t\n\r\f: skip it.
+    if not text.isprintable():
+        text = _SOURCE_LAYOUT.sub(" ", text)
+    text = text.strip(" \t\n\r\f")
+    return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
+
+
+def _paragraphs(nodes: list[LexborNode], breaks: bool) -> str:
+    return "\n\n".join(t for t in (_text(n, breaks) for n in nodes) if t)
+
+
+def _text_or_none(node: LexborNode | None, breaks: bool) -> str | None:
+    return (_text(node, breaks) or None) if node is not None else None
+
+
+def _join(base: str, href: str) -> str:
+    """urljoin(base, href), skipping its parse and re-assembly when href is plainly absolute."""
+    return href if _PLAIN_ABSOLUTE.match(href) else urljoin(base, href)
 
 
 def _attr(node: LexborNode | None, name: str) -> str | None:

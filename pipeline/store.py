@@ -8,6 +8,7 @@ ends, so a failed or killed run leaves the previous archive exactly as it was.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -144,6 +145,12 @@ def m002_history_and_captures(db: Database) -> None:
     for column in ("capture_file TEXT", "capture_offset INTEGER", "capture_record_id TEXT"):
         db.execute(f"ALTER TABLE pages ADD COLUMN {column}")
     db.execute("ALTER TABLE pages ADD COLUMN capture_date TEXT")
+
+
+@migrations()
+def m003_index_published(db: Database) -> None:
+    # The lessons page's default order (newest first): without it every page sorts the table.
+    db.execute("CREATE INDEX lessons_published ON lessons(published)")
 
 
 @dataclass(frozen=True)
@@ -290,6 +297,32 @@ def save_run(
     )
 
 
+_LESSON_FIELDS = (
+    "url",
+    "slug",
+    "title",
+    "program_id",
+    "part",
+    "subtitle",
+    "description",
+    "author",
+    "published",
+    "last_seen",
+    "removed_at",
+    "content_hash",
+)
+# Plain prepared statements: sqlite-utils' Table.insert/update re-read the schema on every call,
+# which was two thirds of storing 100 000 lessons (benchmarks/README.md).
+_INSERT_LESSON = (
+    f"INSERT INTO lessons ({', '.join(_LESSON_FIELDS)}, first_seen) "
+    f"VALUES ({', '.join('?' * (len(_LESSON_FIELDS) + 1))})"
+)
+_INSERT_VERSION = (
+    "INSERT INTO lesson_versions (lesson_id, version, run_id, observed_at, event, changed, old, "
+    "new) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def save_lessons(
     db: Database,
     lessons: Iterable[Lesson],
@@ -307,9 +340,10 @@ def save_lessons(
     marked removed. ``observed=False`` (reparse) re-extracts without claiming the site was
     seen: ``last_seen`` and ``removed_at`` keep their values. Call inside a transaction.
     """
+    conn = db.conn
     existing = {
         row[0]: row[1:]
-        for row in db.execute("SELECT url, id, content_hash, removed_at FROM lessons").fetchall()
+        for row in conn.execute("SELECT url, id, content_hash, removed_at FROM lessons")
     }
     new = changed = restored = 0
     program_ids: dict[str, int] = {}
@@ -332,8 +366,8 @@ def save_lessons(
         }
         before = existing.get(lesson.url)
         if before is None:
-            lesson_id = db["lessons"].insert({**row, "first_seen": now}).last_pk
-            _version(db, lesson_id, run_id, now, "created", {}, _content(row))
+            lesson_id = conn.execute(_INSERT_LESSON, [*row.values(), now]).lastrowid
+            _version(db, lesson_id, run_id, now, "created", {}, _content(row), version=1)
             new += 1
             continue
         lesson_id, content_hash, removed_at = before
@@ -341,22 +375,28 @@ def save_lessons(
             del row["last_seen"], row["removed_at"]
             removed_at = None
         if content_hash != lesson.content_hash or removed_at is not None:
-            old = _content(db["lessons"].get(lesson_id))
+            stored = conn.execute(
+                f"SELECT {', '.join(LESSON_CONTENT)} FROM lessons WHERE id = ?", [lesson_id]
+            ).fetchone()
+            old = dict(zip(LESSON_CONTENT, stored, strict=True))
             changes = {k: v for k, v in _content(row).items() if old[k] != v}
             event = "restored" if removed_at is not None else "changed"
             event = event if observed else "reparsed"
             _version(db, lesson_id, run_id, now, event, {k: old[k] for k in changes}, changes)
             changed += bool(changes)
             restored += removed_at is not None
-        db["lessons"].update(lesson_id, row)
-    db.conn.executemany(
+        conn.execute(
+            f"UPDATE lessons SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
+            [*row.values(), lesson_id],
+        )
+    conn.executemany(
         "UPDATE lessons SET last_seen = ? WHERE url = ?", [(now, url) for url in unchanged]
     )
     removed = 0
     if seen is not None:
         for url, (lesson_id, _hash, removed_at) in existing.items():
             if url not in seen and removed_at is None:
-                db.execute("UPDATE lessons SET removed_at = ? WHERE id = ?", [now, lesson_id])
+                conn.execute("UPDATE lessons SET removed_at = ? WHERE id = ?", [now, lesson_id])
                 _version(db, lesson_id, run_id, now, "removed", {}, {})
                 removed += 1
     return RunCounts(
@@ -368,72 +408,81 @@ def _content(row: dict) -> dict:
     return {k: row[k] for k in LESSON_CONTENT}
 
 
-def _version(db, lesson_id, run_id, now, event, old: dict, new: dict) -> None:
-    (last,) = db.execute(
-        "SELECT coalesce(max(version), 0) FROM lesson_versions WHERE lesson_id = ?", [lesson_id]
-    ).fetchone()
-    db["lesson_versions"].insert(
-        {
-            "lesson_id": lesson_id,
-            "version": last + 1,
-            "run_id": run_id,
-            "observed_at": now,
-            "event": event,
-            "changed": json.dumps(sorted(new)),
-            "old": json.dumps(old, ensure_ascii=False) if old else None,
-            "new": json.dumps(new, ensure_ascii=False) if new else None,
-        }
+def _version(db, lesson_id, run_id, now, event, old: dict, new: dict, version=None) -> None:
+    """Record one version; ``version`` is known (1) for a lesson just inserted."""
+    if version is None:
+        (last,) = db.conn.execute(
+            "SELECT coalesce(max(version), 0) FROM lesson_versions WHERE lesson_id = ?",
+            [lesson_id],
+        ).fetchone()
+        version = last + 1
+    db.conn.execute(
+        _INSERT_VERSION,
+        [
+            lesson_id,
+            version,
+            run_id,
+            now,
+            event,
+            json.dumps(sorted(new)),
+            json.dumps(old, ensure_ascii=False) if old else None,
+            json.dumps(new, ensure_ascii=False) if new else None,
+        ],
     )
 
 
 def ensure_programs(db: Database, slugs: Iterable[str | None]) -> dict[str, int]:
     """The id of each program slug, creating rows for programs not seen before. Names and
     counts are filled in by refresh_programs once all lessons are written."""
-    for slug in sorted(s for s in slugs if s):
-        db.execute(
-            "INSERT INTO programs (slug, name) VALUES (?, ?) ON CONFLICT(slug) DO NOTHING",
-            [slug, slug],
-        )
-    return dict(db.execute("SELECT slug, id FROM programs").fetchall())
+    wanted = sorted({s for s in slugs if s})
+    db.conn.executemany(
+        "INSERT INTO programs (slug, name) VALUES (?, ?) ON CONFLICT(slug) DO NOTHING",
+        [(slug, slug) for slug in wanted],
+    )
+    marks = ", ".join("?" * len(wanted))
+    return dict(db.conn.execute(f"SELECT slug, id FROM programs WHERE slug IN ({marks})", wanted))
 
 
 def refresh_programs(db: Database) -> int:
     """Recompute each program's canonical name, lesson count and gaps from the lessons the
-    archive currently holds (removed lessons no longer count)."""
-    rows = db.execute(
-        "SELECT url, slug, title, published FROM lessons "
-        "WHERE removed_at IS NULL AND program_id IS NOT NULL"
-    ).fetchall()
-    current = []
-    for url, slug, title, published in rows:
-        parts = split_title(title)
-        current.append(
-            Lesson(
-                url=url,
-                slug=slug,
-                title=title,
-                program=parts.program,
-                program_slug=slugify(parts.program) if parts.program else None,
-                part=parts.part,
-                subtitle=parts.subtitle,
-                description="",
-                author=None,
-                published=published,
+    archive currently holds (removed lessons no longer count). One program at a time, so
+    memory stays flat however large the archive grows."""
+    rows = db.conn.execute(
+        "SELECT program_id, url, slug, title, published FROM lessons "
+        "WHERE removed_at IS NULL AND program_id IS NOT NULL ORDER BY program_id"
+    )
+    db.conn.execute("UPDATE programs SET lesson_count = 0, parts_missing = '[]'")
+    count = 0
+    for _program_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+        for program in programs_of(_lesson_of(*row[1:]) for row in group):
+            db.conn.execute(
+                "UPDATE programs SET name = ?, lesson_count = ?, parts_missing = ? WHERE slug = ?",
+                [
+                    program.name,
+                    program.lesson_count,
+                    json.dumps(list(program.parts_missing)),
+                    program.slug,
+                ],
             )
-        )
-    programs = programs_of(current)
-    db.execute("UPDATE programs SET lesson_count = 0, parts_missing = '[]'")
-    for program in programs:
-        db.execute(
-            "UPDATE programs SET name = ?, lesson_count = ?, parts_missing = ? WHERE slug = ?",
-            [
-                program.name,
-                program.lesson_count,
-                json.dumps(list(program.parts_missing)),
-                program.slug,
-            ],
-        )
-    return len(programs)
+            count += 1
+    return count
+
+
+def _lesson_of(url: str, slug: str, title: str, published: str | None) -> Lesson:
+    """Just enough of a stored lesson for programs_of: its title's program, part and date."""
+    parts = split_title(title)
+    return Lesson(
+        url=url,
+        slug=slug,
+        title=title,
+        program=parts.program,
+        program_slug=slugify(parts.program) if parts.program else None,
+        part=parts.part,
+        subtitle=parts.subtitle,
+        description="",
+        author=None,
+        published=published,
+    )
 
 
 def refresh_search(db: Database) -> None:

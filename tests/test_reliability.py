@@ -4,6 +4,8 @@ and text designed to break whatever handles it."""
 
 from __future__ import annotations
 
+import csv
+import json
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +16,7 @@ from sqlite_utils import Database
 
 from pipeline import store
 from pipeline.captures import read_responses
+from pipeline.export import export_snapshot
 from pipeline.runs import captures_dir, crawl_into_archive
 from tests.conftest import CONFIG_PATH, START_SLUG, local_config
 from tests.site.server import TRANSIENT_FAULTS, FixtureSite, Lesson
@@ -233,3 +236,15 @@ def test_hostile_text_is_stored_as_text(tmp_path):
         ['"script alert"'],
     )
     assert hits == [{"rowid": markup["id"]}]
+
+    # Exported exactly: CSV through the csv module and JSON give back the stored text.
+    snapshot = export_snapshot(db_path, tmp_path / "exports")
+    with open(snapshot.path / "lessons.csv", encoding="utf-8-sig", newline="") as f:
+        exported = {r["slug"]: r for r in csv.DictReader(f)}
+    from_json = {
+        r["slug"]: r for r in json.loads((snapshot.path / "lessons.json").read_text("utf-8"))
+    }
+    for stored in (markup, long):
+        for column in ("title", "author", "description"):
+            assert exported[stored["slug"]][column] == stored[column]
+            assert from_json[stored["slug"]][column] == stored[column]

@@ -1,0 +1,194 @@
+"""Crawl cost: a full crawl of a synthetic site, the crawler's CPU and the server's apart.
+
+The crawl is the one users run (``crawl_into_archive``: frontier, fetch, WARC captures, extract,
+normalise, store) at concurrency 8 with no delay, against the fixture server in its own process
+with no added latency. Every lesson's listing is walked to its last page, so requests grow with
+the square of the lesson count.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import re
+import resource
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import HealthCheckFailed
+from pipeline.runs import RunReport, crawl_into_archive
+from tests.conftest import local_config
+
+from .results import ROOT
+from .siteproc import SiteProcess
+from .synthetic import synthetic_lessons
+
+# What robots.txt of the fixture site disallows although listings link to it.
+DISALLOWED = {"staff-preview"}
+
+
+def run(
+    sizes: tuple[int, ...] = (150, 300), *, profile_size: int | None = 150, concurrency: int = 8
+) -> dict[str, Any]:
+    runs = [measure(n, concurrency=concurrency) for n in sizes]
+    result: dict[str, Any] = {"concurrency": concurrency, "runs": runs}
+    if profile_size:
+        result["profile"] = profile(profile_size, concurrency=concurrency)
+    return result
+
+
+def expected_lessons(n: int) -> int:
+    """Lessons a polite crawler can find: listed somewhere and allowed by robots.txt."""
+    return sum(1 for x in synthetic_lessons(n) if x.listed and x.slug not in DISALLOWED)
+
+
+def crawl_once(site: SiteProcess, db_path: Path, *, concurrency: int) -> tuple[RunReport, bool]:
+    """One crawl into ``db_path``; a run that fails a health check still has a report."""
+    # The tests' 2 s read timeout is short for two busy cores: a retry would be counted as a
+    # request and distort what is measured.
+    config = local_config(site, concurrency=concurrency, read_timeout=30.0)
+    try:
+        return crawl_into_archive(config, db_path), True
+    except HealthCheckFailed as exc:
+        return exc.report, False
+
+
+def measure(n: int, *, concurrency: int = 8) -> dict[str, Any]:
+    with SiteProcess(n) as site, tempfile.TemporaryDirectory() as tmp:
+        return measure_crawl(site, Path(tmp) / "archive.db", n, concurrency=concurrency)
+
+
+def measure_crawl(
+    site: SiteProcess, db_path: Path, n: int, *, concurrency: int = 8
+) -> dict[str, Any]:
+    """One crawl of ``site`` into ``db_path``: its traffic, and each process's CPU seconds."""
+    site.reset()
+    before = site.stats()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    began = time.perf_counter()
+    report, healthy = crawl_once(site, db_path, concurrency=concurrency)
+    wall = time.perf_counter() - began
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    after = site.stats()
+    requests = after["requests"]
+    user = used.ru_utime - usage.ru_utime
+    system = used.ru_stime - usage.ru_stime
+    server = after["cpu_seconds"] - before["cpu_seconds"]
+    return {
+        "lessons": n,
+        "requests": requests,
+        "requests_per_lesson": requests / n,
+        "conditional": after["conditional"],
+        "statuses": after["statuses"],
+        "wire_bytes": after["wire_bytes"],
+        "body_bytes": after["body_bytes"],
+        "bytes_vs_first": 1.0,
+        "wall_s": wall,
+        "requests_per_s": requests / wall,
+        "crawler_user_s": user,
+        "crawler_sys_s": system,
+        "crawler_cpu_ms_per_request": (user + system) / requests * 1e3,
+        "server_cpu_s": server,
+        "server_cpu_ms_per_request": server / requests * 1e3,
+        # Below the concurrency, the server was waiting for the crawler.
+        "max_in_flight": after["max_in_flight"],
+        "lessons_found": len(report.result.lesson_urls),
+        "lessons_expected": expected_lessons(n),
+        "lessons_new": report.counts.new,
+        "lessons_changed": report.counts.changed,
+        "healthy": healthy,
+    }
+
+
+def profile(n: int, *, concurrency: int = 8, top: int = 15) -> dict[str, Any]:
+    """The same crawl under cProfile: where the crawler's CPU goes."""
+    with SiteProcess(n) as site, tempfile.TemporaryDirectory() as tmp:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        crawl_once(site, Path(tmp) / "archive.db", concurrency=concurrency)
+        profiler.disable()
+        requests = site.stats()["requests"]
+    stats = pstats.Stats(profiler)
+    rows = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    total = sum(row[2] for row in rows.values())
+    components: Counter[str] = Counter()
+    for (file, _line, name), (_cc, _nc, own, _cum, callers) in rows.items():
+        label = component(file, name)
+        if label != "other":
+            components[label] += own
+            continue
+        # A C builtin or a standard-library helper is charged to whoever called it, in
+        # proportion to the time spent for each caller (one level up is enough here).
+        charged = 0.0
+        for (caller_file, _l, caller_name), caller_stats in callers.items():
+            caller_label = component(caller_file, caller_name)
+            if caller_label != "other":
+                components[caller_label] += caller_stats[2]
+                charged += caller_stats[2]
+        components["other (standard library, builtins)"] += max(0.0, own - charged)
+    ranked = sorted(rows.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    return {
+        "lessons": n,
+        "requests": requests,
+        "profiled_s": total,
+        "by_component": [
+            {"component": name, "seconds": seconds, "share": seconds / total}
+            for name, seconds in components.most_common(12)
+        ],
+        "top": [
+            {
+                "function": _function_name(file, line, name),
+                "calls": nc,
+                "own_s": own,
+                "cum_s": cum,
+            }
+            for (file, line, name), (_cc, nc, own, cum, _callers) in ranked
+        ],
+    }
+
+
+_STDLIB = re.compile(r"^.*/python3\.\d+/")
+
+# Which part of the crawler a function belongs to, by where its code lives.
+_COMPONENTS = (
+    ("pipeline/extract.py", "extract (parse + select)"),
+    ("selectolax", "extract (parse + select)"),
+    ("pipeline/captures.py", "WARC captures (warcio, gzip)"),
+    ("warcio", "WARC captures (warcio, gzip)"),
+    ("pipeline/", "pipeline: frontier, fetch, store"),
+    ("httpx", "HTTP client (httpx, httpcore, h11, anyio)"),
+    ("httpcore", "HTTP client (httpx, httpcore, h11, anyio)"),
+    ("h11", "HTTP client (httpx, httpcore, h11, anyio)"),
+    ("anyio", "HTTP client (httpx, httpcore, h11, anyio)"),
+    ("sqlite_utils", "SQLite"),
+    ("tenacity", "retries (tenacity)"),
+    ("asyncio", "asyncio event loop"),
+    ("selectors.py", "asyncio event loop"),
+    ("importlib", "imports"),
+)
+
+
+def component(file: str, name: str) -> str:
+    for marker, label in _COMPONENTS:
+        if marker in file:
+            return label
+    if file == "~" and ("socket" in name or "select.epoll" in name):
+        return "socket and poll system calls"
+    if file == "~" and "sqlite3" in name:
+        return "SQLite"
+    return "other"
+
+
+def _function_name(file: str, line: int, name: str) -> str:
+    if file == "~":
+        return name
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in file:
+            file = file.split(marker, 1)[1]
+            break
+    else:
+        file = _STDLIB.sub("", file)
+    return f"{file}:{line}({name})"

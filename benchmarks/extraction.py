@@ -1,0 +1,286 @@
+"""Extraction speed: our ``extract`` against BeautifulSoup and lxml doing the same extraction on
+the same pages, and against a bare selectolax parse (the floor: extract cannot beat its parser).
+
+The pages are fetched from the synthetic site as the crawler sees them: every lesson's page 1
+and one later page of its listing. BS4 and lxml are the ``bench`` extra, never runtime
+dependencies; each comparator is checked to return exactly what ``extract`` returns, so the
+race is over the same work.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin
+
+from selectolax.lexbor import LexborHTMLParser
+
+from pipeline.config import Selectors, load_config
+from pipeline.extract import ListedLesson, ListingPage, RawLesson, extract
+from tests.conftest import CONFIG_PATH
+from tests.site.server import FixtureSite
+
+from .synthetic import synthetic_lessons
+
+# The text rules of pipeline.extract.text_of, restated for the other parsers' nodes: layout
+# whitespace (a run holding a line break or tab) becomes one space, <br> a newline.
+_SOURCE_LAYOUT = re.compile(r"[ \t\n\r\f]*[\t\n\r\f][ \t\n\r\f]*")
+_PAGE_OF = re.compile(r"(\d+)\s+of\s+(\d+)")
+_BREAK = "\ue000"
+_AROUND_BREAK = re.compile(r" ?\ue000 ?")
+
+Extractor = Callable[[str, str, Selectors], Any]
+
+
+def run(
+    *, site_lessons: int = 150, pages: int = 200, repetitions: int = 7, slow_repetitions: int = 3
+) -> dict[str, Any]:
+    selectors = load_config(CONFIG_PATH).selectors
+    corpus = sample_pages(site_lessons, pages)
+    expected = [extract(html, url, selectors) for html, url in corpus]
+    implementations: dict[str, tuple[Extractor, int]] = {
+        "selectolax bare parse (floor)": (lambda html, _url, _sel: LexborHTMLParser(html), 0),
+        "pipeline.extract (selectolax/lexbor)": (extract, 0),
+    }
+    try:
+        import lxml.html  # noqa: F401
+
+        implementations["lxml.html + XPath"] = (extract_lxml, 0)
+    except ImportError:
+        pass
+    try:
+        import bs4  # noqa: F401
+
+        implementations["BeautifulSoup(html.parser)"] = (extract_bs4, slow_repetitions)
+    except ImportError:
+        pass
+    best: dict[str, float] = {}
+    agrees: dict[str, int | None] = {}
+    for name, (function, reps) in implementations.items():
+        outputs = [function(html, url, selectors) for html, url in corpus]  # also warms up
+        agrees[name] = (
+            None if name.startswith("selectolax bare") else sum(map(_same, outputs, expected))
+        )
+        times = []
+        for _ in range(reps or repetitions):
+            began = time.perf_counter()
+            for html, url in corpus:
+                function(html, url, selectors)
+            times.append((time.perf_counter() - began) / len(corpus))
+        best[name] = min(times)
+    floor = best["selectolax bare parse (floor)"]
+    ours = best["pipeline.extract (selectolax/lexbor)"]
+    ratios = {"extract_vs_bare_parse": ours / floor}
+    if "BeautifulSoup(html.parser)" in best:
+        ratios["bs4_vs_extract"] = best["BeautifulSoup(html.parser)"] / ours
+    if "lxml.html + XPath" in best:
+        ratios["lxml_vs_extract"] = best["lxml.html + XPath"] / ours
+    return {
+        "site_lessons": site_lessons,
+        "pages": len(corpus),
+        "mean_page_kb": sum(len(html.encode()) for html, _ in corpus) / len(corpus) / 1024,
+        "repetitions": repetitions,
+        "slow_repetitions": slow_repetitions,
+        "implementations": {
+            name: {
+                "us_per_page": seconds * 1e6,
+                "vs_bare_parse": seconds / floor,
+                "agrees": agrees[name],
+            }
+            for name, seconds in best.items()
+        },
+        "ratios": ratios,
+    }
+
+
+def sample_pages(site_lessons: int, count: int, seed: int = 8) -> list[tuple[str, str]]:
+    """(html, url) of ``count`` pages served by a synthetic site: page 1 of a lesson and one
+    later listing page of it, lesson after lesson."""
+    rng = random.Random(seed)
+    with FixtureSite(synthetic_lessons(site_lessons)) as site:
+        urls = []
+        for path in site.crawlable_paths():
+            if "/page/" not in path:
+                urls.append(site.url + path)
+                slug = path.split("/")[2]
+                if (last := site.page_count(slug)) > 1:
+                    urls.append(site.listing_url(slug, rng.randint(2, last)))
+        corpus = []
+        for url in urls[:count]:
+            with urllib.request.urlopen(url) as response:
+                corpus.append((response.read().decode("utf-8"), url))
+    return corpus
+
+
+def _same(got: ListingPage, want: ListingPage) -> bool:
+    return got == want
+
+
+# -- BeautifulSoup ------------------------------------------------------------------------------
+
+
+def extract_bs4(html: str, url: str, selectors: Selectors) -> ListingPage:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+
+    def text(node) -> str:
+        for br in node.find_all("br"):
+            br.insert_before(_BREAK)
+        return _finish(node.get_text())
+
+    def attr(node, name: str) -> str | None:
+        value = node.get(name) if node is not None else None
+        return value.strip() if value else None
+
+    def paragraphs(nodes) -> str:
+        return "\n\n".join(t for t in map(text, nodes) if t)
+
+    return _listing_page(
+        url,
+        selectors,
+        select_one=soup.select_one,
+        select=soup.select,
+        scoped_one=lambda node, css: node.select_one(css),
+        scoped=lambda node, css: node.select(css),
+        text=text,
+        attr=attr,
+        paragraphs=paragraphs,
+    )
+
+
+# -- lxml ---------------------------------------------------------------------------------------
+
+
+def _has_class(name: str) -> str:
+    return f"contains(concat(' ', normalize-space(@class), ' '), ' {name} ')"
+
+
+# lxml's own CSS support needs cssselect, which is not installed: the configured selectors,
+# translated by hand. A selector not in this table stops the benchmark rather than compare
+# different work.
+XPATHS = {
+    'link[rel="canonical"]': "//link[@rel='canonical']",
+    "h1.entry-title": f"//h1[{_has_class('entry-title')}]",
+    "p.post-meta span.author": f"//p[{_has_class('post-meta')}]//span[{_has_class('author')}]",
+    "p.post-meta span.published": (
+        f"//p[{_has_class('post-meta')}]//span[{_has_class('published')}]"
+    ),
+    "div.entry-content div.et_pb_text_inner > p": (
+        f"//div[{_has_class('entry-content')}]//div[{_has_class('et_pb_text_inner')}]/p"
+    ),
+    "div.et_pb_blog_grid article.et_pb_post": (
+        f"//div[{_has_class('et_pb_blog_grid')}]//article[{_has_class('et_pb_post')}]"
+    ),
+    "h2.entry-title a": f".//h2[{_has_class('entry-title')}]//a",
+    "div.post-content-inner p": f".//div[{_has_class('post-content-inner')}]//p",
+    "div.wp-pagenavi span.pages": (
+        f"//div[{_has_class('wp-pagenavi')}]//span[{_has_class('pages')}]"
+    ),
+    "div.wp-pagenavi a": f"//div[{_has_class('wp-pagenavi')}]//a",
+    "div.wp-pagenavi a.nextpostslink": (
+        f"//div[{_has_class('wp-pagenavi')}]//a[{_has_class('nextpostslink')}]"
+    ),
+}
+
+
+def extract_lxml(html: str, url: str, selectors: Selectors) -> ListingPage:
+    import lxml.html
+
+    root = lxml.html.document_fromstring(html)
+
+    def select(css: str, node=root) -> list:
+        return node.xpath(XPATHS[css])
+
+    def select_one(css: str, node=root):
+        found = select(css, node)
+        return found[0] if found else None
+
+    def text(node) -> str:
+        for br in node.iter("br"):
+            br.tail = _BREAK + (br.tail or "")
+        return _finish(node.text_content())
+
+    def attr(node, name: str) -> str | None:
+        value = node.get(name) if node is not None else None
+        return value.strip() if value else None
+
+    def paragraphs(nodes) -> str:
+        return "\n\n".join(t for t in map(text, nodes) if t)
+
+    return _listing_page(
+        url,
+        selectors,
+        select_one=select_one,
+        select=select,
+        scoped_one=lambda node, css: select_one(css, node),
+        scoped=lambda node, css: select(css, node),
+        text=text,
+        attr=attr,
+        paragraphs=paragraphs,
+    )
+
+
+# -- shared shape ---------------------------------------------------------------------------------
+
+
+def _finish(text: str) -> str:
+    text = _SOURCE_LAYOUT.sub(" ", text).strip(" \t\n\r\f")
+    return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
+
+
+def _listing_page(
+    url, selectors, *, select_one, select, scoped_one, scoped, text, attr, paragraphs
+) -> ListingPage:
+    """pipeline.extract.extract's assembly, over another parser's select/text/attr."""
+    canonical = attr(select_one(selectors.canonical), "href")
+    canonical_url = urljoin(url, canonical) if canonical else None
+    lesson = None
+    title = select_one(selectors.title)
+    if title is not None:
+        author, published = select_one(selectors.author), select_one(selectors.published)
+        lesson = RawLesson(
+            url=canonical_url or url,
+            title=text(title),
+            description=paragraphs(select(selectors.description)),
+            author=(text(author) or None) if author is not None else None,
+            published=(text(published) or None) if published is not None else None,
+        )
+    listed = []
+    for item in select(selectors.listed_lesson):
+        link = scoped_one(item, selectors.listed_link)
+        href = attr(link, "href")
+        if href:
+            listed.append(
+                ListedLesson(
+                    url=urljoin(url, href),
+                    title=text(link),
+                    description=paragraphs(scoped(item, selectors.listed_description)),
+                )
+            )
+    page = page_count = None
+    pages_node = select_one(selectors.page_count)
+    if pages_node is not None and (m := _PAGE_OF.search(text(pages_node))):
+        page, page_count = int(m[1]), int(m[2])
+    next_href = attr(select_one(selectors.next_link), "href")
+    page_urls = tuple(
+        dict.fromkeys(
+            urljoin(url, href)
+            for node in select(selectors.page_links)
+            if (href := attr(node, "href"))
+        )
+    )
+    return ListingPage(
+        url=url,
+        canonical_url=canonical_url,
+        lesson=lesson,
+        listed=tuple(listed),
+        page=page,
+        page_count=page_count,
+        next_url=urljoin(url, next_href) if next_href else None,
+        page_urls=page_urls,
+    )

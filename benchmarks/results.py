@@ -1,0 +1,366 @@
+"""What a result file says besides the numbers: the machine, the versions, the targets, and the
+Markdown table written next to the JSON."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "httpx",
+    "httpcore",
+    "anyio",
+    "h11",
+    "selectolax",
+    "sqlite-utils",
+    "datasette",
+    "warcio",
+    "tenacity",
+    "beautifulsoup4",
+    "lxml",
+)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "sqlite": sqlite3.sqlite_version,
+        "packages": {name: _version(name) for name in PACKAGES},
+        "git": _git_revision(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_revision() -> str | None:
+    """The commit measured, with "+dirty" when the work tree had uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def command_line() -> str:
+    return " ".join(["python -m benchmarks", *sys.argv[1:]])
+
+
+# -- targets (issue 8) ---------------------------------------------------------------------------
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured value and the ratio it is judged on."""
+    rows: list[dict[str, Any]] = []
+    if extraction := results.get("extraction"):
+        floor = extraction["ratios"]["extract_vs_bare_parse"]
+        bs4 = extraction["ratios"].get("bs4_vs_extract")
+        rows.append(
+            _target("extraction vs bare selectolax parse", "≤ 1.5×", f"{floor:.2f}×", floor <= 1.5)
+        )
+        if bs4 is not None:
+            rows.append(
+                _target(
+                    "extraction speed-up over BS4 (html.parser)", "≥ 40×", f"{bs4:.0f}×", bs4 >= 40
+                )
+            )
+    if crawl := results.get("crawl"):
+        for run in crawl["runs"]:
+            cpu = run["crawler_cpu_ms_per_request"]
+            server = run["server_cpu_ms_per_request"]
+            rows.append(
+                _target(
+                    f"crawler CPU per request, {run['lessons']} lessons",
+                    "a few ms (≤ 5)",
+                    f"{cpu:.2f} ms (server {server:.2f} ms)",
+                    cpu <= 5.0,
+                )
+            )
+            rows.append(
+                _target(
+                    f"crawler not the bottleneck, {run['lessons']} lessons",
+                    "crawler CPU/request ≤ server's",
+                    f"{cpu / server:.1f}× the server's" if server else "n/a",
+                    bool(server) and cpu <= server,
+                )
+            )
+    if scale := results.get("scale"):
+        rss = scale["peak_rss_mb"]
+        rows.append(
+            _target(
+                f"peak RSS, {scale['lessons']:,} lessons", "< 150 MB", f"{rss:.0f} MB", rss < 150
+            )
+        )
+        for name, stats in scale["latency_ms"].items():
+            if name.startswith("search"):
+                p95 = stats["p95"]
+                rows.append(_target(f"{name} p95", "< 50 ms", f"{p95:.1f} ms", p95 < 50))
+    if incremental := results.get("incremental"):
+        unchanged = incremental["unchanged"]
+        per_lesson = unchanged["requests_per_lesson"]
+        share = unchanged["bytes_vs_first"]
+        unconditional = unchanged["requests"] - unchanged["conditional"]
+        asked = ", ".join(unchanged["unconditional_sample"]) or "none"
+        rows.append(
+            _target(
+                "unchanged re-crawl: requests per lesson",
+                "≈ 2, all conditional (+ sitemap)",
+                f"{per_lesson:.2f}; unconditional: {unconditional} ({asked})",
+                # robots.txt is asked afresh each run, by design: its rules may have changed.
+                per_lesson <= 2.2 and unconditional <= 1,
+            )
+        )
+        rows.append(
+            _target(
+                "unchanged re-crawl: bytes vs first crawl", "≤ 5 %", f"{share:.2%}", share <= 0.05
+            )
+        )
+        found = incremental["changed"]["new_lesson_found"]
+        rows.append(_target("re-crawl after 1 % changed: new lesson found", "yes", found, found))
+    return rows
+
+
+def _target(name: str, target: str, measured: Any, met: bool) -> dict[str, Any]:
+    if isinstance(measured, bool):
+        measured = "yes" if measured else "no"
+    return {"name": name, "target": target, "measured": measured, "met": bool(met)}
+
+
+# -- Markdown --------------------------------------------------------------------------------------
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`{results['command']}` ({results['profile']} profile), {results['started']}, "
+        f"{results['duration_s']:.0f} s in all.",
+        "",
+        f"Machine: {m['cpu_count']} × {m['cpu_model']}; {m['platform']}; "
+        f"Python {m['python']}; SQLite {m['sqlite']}; commit {m['git'] or 'unknown'}.",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + ".",
+        "",
+        "## Targets",
+        "",
+        _table(
+            ["", "target", "measured", "met"],
+            [
+                [t["name"], t["target"], str(t["measured"]), "yes" if t["met"] else "**no**"]
+                for t in results["targets"]
+            ],
+        ),
+    ]
+    if crawl := results.get("crawl"):
+        lines += ["", "## Crawl (concurrency 8, no delay, server in its own process)", ""]
+        lines.append(
+            _table(
+                [
+                    "lessons",
+                    "requests",
+                    "wall s",
+                    "req/s",
+                    "crawler CPU ms/req (user+sys)",
+                    "server CPU ms/req",
+                    "max in flight",
+                    "lessons found",
+                ],
+                [
+                    [
+                        r["lessons"],
+                        r["requests"],
+                        f"{r['wall_s']:.1f}",
+                        f"{r['requests_per_s']:.0f}",
+                        f"{r['crawler_cpu_ms_per_request']:.2f} "
+                        f"({r['crawler_user_s'] / r['requests'] * 1e3:.2f}"
+                        f"+{r['crawler_sys_s'] / r['requests'] * 1e3:.2f})",
+                        f"{r['server_cpu_ms_per_request']:.2f}",
+                        r["max_in_flight"],
+                        r["lessons_found"],
+                    ]
+                    for r in crawl["runs"]
+                ],
+            )
+        )
+        if profile := crawl.get("profile"):
+            lines += [
+                "",
+                f"cProfile of the {profile['lessons']}-lesson crawl "
+                f"({profile['requests']} requests, profiler overhead included). "
+                "Crawler CPU by component (own time):",
+                "",
+                _table(
+                    ["component", "s", "share"],
+                    [
+                        [c["component"], f"{c['seconds']:.2f}", f"{c['share']:.0%}"]
+                        for c in profile["by_component"]
+                    ],
+                ),
+                "",
+                "Top functions by own time:",
+                "",
+                _table(
+                    ["function", "calls", "own s", "cumulative s"],
+                    [
+                        [f"`{f['function']}`", f["calls"], f"{f['own_s']:.2f}", f"{f['cum_s']:.2f}"]
+                        for f in profile["top"]
+                    ],
+                ),
+            ]
+    if extraction := results.get("extraction"):
+        lines += [
+            "",
+            f"## Extraction ({extraction['pages']} pages of the "
+            f"{extraction['site_lessons']}-lesson site, {extraction['mean_page_kb']:.1f} kB on "
+            f"average; best of {extraction['repetitions']} runs, BS4 best of "
+            f"{extraction['slow_repetitions']})",
+            "",
+            _table(
+                ["implementation", "µs/page", "× bare parse", "same result as extract"],
+                [
+                    [
+                        name,
+                        f"{row['us_per_page']:.0f}",
+                        f"{row['vs_bare_parse']:.2f}",
+                        "—" if row["agrees"] is None else f"{row['agrees']}/{extraction['pages']}",
+                    ]
+                    for name, row in extraction["implementations"].items()
+                ],
+            ),
+        ]
+    if scale := results.get("scale"):
+        lines += [
+            "",
+            f"## Scale ({scale['lessons']:,} generated lesson pages → extract → normalise → store)",
+            "",
+            _table(
+                ["measure", "value"],
+                [
+                    ["rows/s (extract → normalise → store)", f"{scale['rows_per_s']:.0f}"],
+                    ["… of which extract / normalise / store, s", scale["split_s"]],
+                    ["page generation (not counted), s", f"{scale['generate_s']:.1f}"],
+                    ["refresh_programs, s", f"{scale['refresh_programs_s']:.1f}"],
+                    ["refresh_search (FTS rebuild), s", f"{scale['refresh_search_s']:.1f}"],
+                    ["peak RSS, MB", f"{scale['peak_rss_mb']:.0f}"],
+                    ["RSS after imports / save / programs / FTS, MB", scale["rss_steps_mb"]],
+                    ["database size, MB", f"{scale['db_mb']:.1f}"],
+                ],
+            ),
+            "",
+            _table(
+                ["Datasette request (in-process client)", "requests", "p50 ms", "p95 ms", "max ms"],
+                [
+                    [
+                        f"{name}: `{stats['example']}`",
+                        stats["count"],
+                        f"{stats['p50']:.1f}",
+                        f"{stats['p95']:.1f}",
+                        f"{stats['max']:.1f}",
+                    ]
+                    for name, stats in scale["latency_ms"].items()
+                ],
+            ),
+            "",
+            "Searches by kind of term, p50 / p95 ms (a rare word is in one lesson, a common "
+            "word in thousands):",
+            "",
+            _by_term_table(scale["latency_ms"]),
+        ]
+    if incremental := results.get("incremental"):
+        lines += [
+            "",
+            f"## Incremental re-crawl ({incremental['lessons']} lessons)",
+            "",
+            _table(
+                [
+                    "crawl",
+                    "requests",
+                    "per lesson",
+                    "conditional",
+                    "304",
+                    "wire bytes",
+                    "vs first",
+                    "lessons new/changed",
+                ],
+                [
+                    [
+                        name,
+                        c["requests"],
+                        f"{c['requests_per_lesson']:.2f}",
+                        c["conditional"],
+                        c["statuses"].get("304", 0),
+                        f"{c['wire_bytes']:,}",
+                        f"{c['bytes_vs_first']:.2%}",
+                        f"{c['lessons_new']}/{c['lessons_changed']}",
+                    ]
+                    for name, c in (
+                        ("first", incremental["first"]),
+                        ("unchanged", incremental["unchanged"]),
+                        ("1 % changed + 1 new", incremental["changed"]),
+                    )
+                ],
+            ),
+            "",
+            f"New lesson found after the change: "
+            f"{'yes' if incremental['changed']['new_lesson_found'] else '**no**'}; "
+            f"edited lessons recorded as changed: {incremental['changed']['edited_detected']}"
+            f"/{incremental['changed']['edited']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _by_term_table(latency: dict[str, Any]) -> str:
+    by_term = {name: stats["by_term"] for name, stats in latency.items() if "by_term" in stats}
+    kinds = list(next(iter(by_term.values()), {}))
+    return _table(
+        ["", *kinds],
+        [
+            [name, *(f"{stats[k]['p50']:.1f} / {stats[k]['p95']:.1f}" for k in kinds)]
+            for name, stats in by_term.items()
+        ],
+    )
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,87 @@
+"""The benchmarks still run, end to end, at a tiny size: a smoke test, so they cannot silently
+rot. It asserts what the results say, never how fast anything was (timings belong to
+`python -m benchmarks`, on a quiet machine, not to the test suite)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks.runner import PROFILES, run
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    # In this process (isolate=False): the separate process per suite is for clean RSS
+    # numbers, and would only make the test slower.
+    run("smoke", out_dir=out, isolate=False, log=lambda message: None)
+    return out
+
+
+def load(out):
+    return json.loads((out / "latest.json").read_text(encoding="utf-8"))
+
+
+def positive(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_result_files_say_what_was_measured_and_on_what(results):
+    data = load(results)
+    assert data["profile"] == "smoke"
+    assert {"crawl", "extraction", "scale", "incremental", "targets", "machine"} <= set(data)
+    machine = data["machine"]
+    assert machine["cpu_count"] >= 1 and machine["cpu_model"] and machine["python"]
+    assert machine["packages"]["selectolax"] and machine["packages"]["httpx"]
+    markdown = (results / "latest.md").read_text(encoding="utf-8")
+    for heading in ("## Targets", "## Crawl", "## Extraction", "## Scale", "## Incremental"):
+        assert heading in markdown
+    for target in data["targets"]:
+        assert set(target) == {"name", "target", "measured", "met"}
+
+
+def test_crawl_measures_both_processes_and_finds_every_lesson(results):
+    (crawl,) = load(results)["crawl"]["runs"]
+    assert crawl["lessons"] == PROFILES["smoke"]["incremental"]["n"]
+    assert crawl["lessons_found"] == crawl["lessons_expected"] > 0
+    assert crawl["statuses"] == {"200": crawl["requests"]}
+    for key in ("wall_s", "requests_per_s", "crawler_cpu_ms_per_request", "server_cpu_s"):
+        assert positive(crawl[key]), key
+    assert 1 <= crawl["max_in_flight"] <= 8
+
+
+def test_extraction_comparators_do_the_same_work(results):
+    extraction = load(results)["extraction"]
+    rows = extraction["implementations"]
+    assert extraction["pages"] == PROFILES["smoke"]["extraction"]["pages"]
+    assert rows["selectolax bare parse (floor)"]["vs_bare_parse"] == 1.0
+    for name, row in rows.items():
+        assert positive(row["us_per_page"]), name
+        # BS4 and lxml (the optional `bench` extra) must return exactly what extract returns.
+        assert row["agrees"] in (None, extraction["pages"]), name
+    assert positive(extraction["ratios"]["extract_vs_bare_parse"])
+
+
+def test_scale_streams_into_a_searchable_archive(results):
+    scale = load(results)["scale"]
+    assert scale["lessons"] == scale["lessons_new"] == PROFILES["smoke"]["scale"]["n"]
+    assert scale["programs"] > 0
+    for key in ("rows_per_s", "peak_rss_mb", "db_mb", "refresh_search_s"):
+        assert positive(scale[key]), key
+    for name, stats in scale["latency_ms"].items():
+        assert stats["count"] > 0 and stats["p50"] <= stats["p95"] <= stats["max"], name
+
+
+def test_incremental_recrawls_are_conditional_and_find_the_new_lesson(results):
+    incremental = load(results)["incremental"]
+    first, unchanged, changed = (incremental[k] for k in ("first", "unchanged", "changed"))
+    assert unchanged["requests"] < first["requests"]
+    assert unchanged["wire_bytes"] < first["wire_bytes"]
+    # Everything but robots.txt is asked conditionally, and nothing has changed.
+    assert unchanged["unconditional_sample"] == ["/robots.txt"]
+    assert unchanged["lessons_new"] == unchanged["lessons_changed"] == 0
+    assert changed["new_lesson_found"] is True
+    assert changed["edited_detected"] == changed["edited"] >= 1
