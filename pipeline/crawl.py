@@ -227,8 +227,11 @@ class Crawl:
         record.last_modified = response.header("last-modified")
         record.sha256 = hashlib.sha256(response.body).hexdigest()
         record.bytes = len(response.body)
-        if response.status in (404, 410) and kind == "lesson":
-            self.result.gone.add(url)
+        # 404/410 is a definite answer, not a failure: the lesson is gone, or the site has no
+        # sitemap (it is optional). Counting either as failed would keep every run incomplete.
+        if response.status in (404, 410) and kind in ("lesson", "sitemap"):
+            if kind == "lesson":
+                self.result.gone.add(url)
             return
         if response.status != 200:
             record.error = f"HTTP {response.status}"

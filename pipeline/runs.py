@@ -24,13 +24,20 @@ class RunReport:
 
 
 def known_pages(db) -> dict[str, KnownPage]:
-    """Every page the archive has fetched successfully, with its validators."""
-    return {
-        url: KnownPage(kind, etag, last_modified)
+    """Every page the archive has fetched successfully, with its validators, and the pages of
+    removed lessons: a lesson re-published with its old date lands deep in listings whose
+    page 1 does not change, so it is only found again by asking for its page."""
+    known = {
+        url: KnownPage("lesson", None, None)
+        for (url,) in db.execute("SELECT url FROM lessons WHERE removed_at IS NOT NULL")
+    }
+    known.update(
+        (url, KnownPage(kind, etag, last_modified))
         for url, kind, etag, last_modified in db.execute(
             "SELECT url, kind, etag, last_modified FROM pages WHERE status IN (200, 304)"
-        ).fetchall()
-    }
+        )
+    )
+    return known
 
 
 def healthy_baseline(db) -> int | None:

@@ -46,7 +46,7 @@ def test_every_listed_lesson_is_archived_with_its_own_pages_text(crawled_archive
 
 def test_all_lessons_found_without_sitemap_though_no_listing_holds_them_all(tmp_path):
     with FixtureSite(sitemap=False) as site:
-        crawl_into_archive(local_config(site), tmp_path / "a.db")
+        report = crawl_into_archive(local_config(site), tmp_path / "a.db")
         expected = expected_lessons(site.lessons)
         longest_listing = max(len(site.listing(slug)) for slug in expected)
         paths = {r.path for r in site.requests}
@@ -55,6 +55,8 @@ def test_all_lessons_found_without_sitemap_though_no_listing_holds_them_all(tmp_
     assert not any(p.endswith(".xml") and p != "/wp-sitemap.xml" for p in paths)
     # No single lesson's listing names every other lesson: the frontier had to combine them.
     assert longest_listing < len(expected) - 1
+    # A site without a sitemap (404) is a complete run, not a failed page.
+    assert report.result.complete
 
 
 def test_program_typed_two_ways_is_one_program_with_parts_in_order_and_gap(crawled_archive):
