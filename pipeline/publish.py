@@ -20,7 +20,7 @@ from datasette.database import Database
 from datasette.plugins import pm
 
 from .errors import ArchiveError, ConfigError
-from .store import DEFAULT_DB
+from .store import DEFAULT_DB, LESSON_COLUMNS, PROGRAM_COLUMNS
 
 # The database's name in every URL (/micropause/lessons), whatever the file is called, so the
 # metadata, templates and documented URLs hold for any --db.
@@ -54,6 +54,27 @@ def load_metadata(path: Path | str = METADATA_PATH) -> dict:
     return metadata
 
 
+def describe_columns(metadata: dict, db_path: Path) -> None:
+    """Column meanings come from the schema (store.py), the one place the snapshot manifest
+    reads them too; metadata.yml describes only the other tables. Only columns the archive
+    has are described: Datasette lists every description it is given."""
+    tables = metadata.setdefault("databases", {}).setdefault(ARCHIVE_NAME, {})
+    tables = tables.setdefault("tables", {})
+    meanings = {
+        "lessons": LESSON_COLUMNS,
+        "programs": PROGRAM_COLUMNS,
+        "lessons_in_order": LESSON_COLUMNS,
+    }
+    uri = f"{Path(db_path).resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        for table, columns in meanings.items():
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            described = tables.setdefault(table, {}).setdefault("columns", {})
+            for column in columns:
+                if column.name in present:
+                    described.setdefault(column.name, column.description)
+
+
 def build_datasette(
     db_path: Path | str = DEFAULT_DB, *, metadata_path: Path | str = METADATA_PATH
 ) -> Datasette:
@@ -61,6 +82,7 @@ def build_datasette(
     db_path = Path(db_path)
     check_archive(db_path)
     metadata = load_metadata(metadata_path)
+    describe_columns(metadata, db_path)
     register_plugin()
     datasette = Datasette(
         metadata=metadata,

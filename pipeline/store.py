@@ -31,6 +31,57 @@ LESSON_CONTENT = ("title", "description", "author", "published")
 migrations = Migrations("micropause")
 
 
+# What each column of the two tables researchers use means: one place, read by the snapshot
+# manifest and datapackage (export) and by Datasette's column descriptions (publish).
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str  # a Frictionless Table Schema type
+    description: str
+
+
+LESSON_COLUMNS = (
+    Column("id", "integer", "The lesson's id in the archive; never reused."),
+    Column("url", "string", "Canonical URL of the lesson's page (with a trailing slash)."),
+    Column("slug", "string", "Last segment of the URL's path."),
+    Column("program_id", "integer", "programs.id of its program; empty if it has none."),
+    Column("program", "string", "Canonical name of its program; empty if it has none."),
+    Column("part", "integer", "Part number in the program, from the title; may have gaps."),
+    Column("subtitle", "string", "Title after '<program>, <part>: '; empty if none."),
+    Column("title", "string", "Title as published: entities decoded, typography kept."),
+    Column(
+        "description",
+        "string",
+        "Text of the lesson's own page as published; paragraphs separated by one blank line.",
+    ),
+    Column("author", "string", "Author shown on the page."),
+    Column("published", "date", "Publication date shown on the page (ISO 8601)."),
+    Column("first_seen", "datetime", "When a run first found the lesson (UTC)."),
+    Column("last_seen", "datetime", "When a run last found the lesson (UTC)."),
+    Column(
+        "removed_at",
+        "datetime",
+        "When a complete, healthy run first no longer found it (UTC); empty while published.",
+    ),
+    Column(
+        "content_hash",
+        "string",
+        "sha256 of title, description, author and published: changes exactly when they do.",
+    ),
+)
+PROGRAM_COLUMNS = (
+    Column("id", "integer", "The program's id in the archive; lessons.program_id refers to it."),
+    Column("slug", "string", "Key shared by every spelling of the program's name."),
+    Column("name", "string", "Canonical name: the spelling most of its lessons use."),
+    Column("lesson_count", "integer", "Its lessons still published (removed ones not counted)."),
+    Column(
+        "parts_missing",
+        "array",
+        "Part numbers up to the highest part that no lesson has, as a JSON list, e.g. [2].",
+    ),
+)
+
+
 @migrations()
 def m001_core_tables(db: Database) -> None:
     db.execute(

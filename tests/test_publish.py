@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.errors import ArchiveError, ConfigError
 from pipeline.publish import build_datasette, load_metadata
-from pipeline.store import refresh_programs, refresh_search
+from pipeline.store import LESSON_COLUMNS, PROGRAM_COLUMNS, refresh_programs, refresh_search
 
 HOSTILE_TITLE = "<script>alert(1)</script> Shoulder rolls"
 DIVE_DEEPER = "body-intelligence-dive-deeper"
@@ -187,6 +187,20 @@ def test_home_and_lessons_pages_carry_the_project_metadata(datasette):
         "search": "Lessons mentioning a phrase",
         "runs": "Crawl runs and their health",
     }
+
+
+def test_every_column_of_the_main_tables_is_described_as_in_snapshots(datasette):
+    """Datasette and the snapshot manifest read column meanings from one place (store.py)."""
+    for table, schema in (
+        ("lessons", LESSON_COLUMNS),
+        ("lessons_in_order", LESSON_COLUMNS),
+        ("programs", PROGRAM_COLUMNS),
+    ):
+        described = datasette.metadata(table=table, database="micropause")["columns"]
+        columns = rows(datasette, f"/micropause/{table}.json?_size=1")["columns"]
+        assert set(described) == set(columns)
+        meanings = {c.name: c.description for c in schema}
+        assert described == {name: meanings[name] for name in columns}
 
 
 def test_lessons_are_faceted_by_program_and_author(datasette):
