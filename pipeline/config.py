@@ -79,6 +79,8 @@ class Health:
     max_lesson_drop: float = 0.2
     # More than this fraction of pages finally failing fails the run.
     max_failed_pages: float = 0.05
+    # More than this fraction of the lesson pages read having no description fails the run.
+    max_empty_descriptions: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ def _check(config: Config) -> None:
         raise ConfigError("config key retry.attempts: must be at least 1")
     if min(retry.backoff_initial, retry.backoff_max, retry.retry_after_max) < 0:
         raise ConfigError("config key retry: backoff and Retry-After caps must be >= 0")
-    for fraction in ("max_lesson_drop", "max_failed_pages"):
+    for fraction in ("max_lesson_drop", "max_failed_pages", "max_empty_descriptions"):
         if not 0 <= getattr(config.health, fraction) <= 1:
             raise ConfigError(f"config key health.{fraction}: must be between 0 and 1")
 

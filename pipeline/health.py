@@ -16,9 +16,10 @@ from .crawl import CrawlResult
 # The names stored in `runs.health` and printed in summaries: part of the public interface.
 LISTING_EMPTY = "listing_empty"
 UNTITLED_LESSON = "untitled_lesson"
+EMPTY_DESCRIPTIONS = "empty_descriptions"
 LESSON_DROP = "lesson_drop"
 FAILED_PAGES = "failed_pages"
-CHECKS = (LISTING_EMPTY, UNTITLED_LESSON, LESSON_DROP, FAILED_PAGES)
+CHECKS = (LISTING_EMPTY, UNTITLED_LESSON, EMPTY_DESCRIPTIONS, LESSON_DROP, FAILED_PAGES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,18 @@ def check_health(
                 UNTITLED_LESSON,
                 f"{_pages(len(result.untitled))} had no title, e.g. {min(result.untitled)} "
                 "(check selectors.title)",
+            )
+        )
+    # A title without its text: the description selector stopped matching while the title's
+    # still does. One lesson may really have no text; most of them cannot.
+    read = list(result.lessons.values())
+    empty = sorted(lesson.url for lesson in read if not lesson.description)
+    if read and len(empty) / len(read) > thresholds.max_empty_descriptions:
+        failures.append(
+            HealthFailure(
+                EMPTY_DESCRIPTIONS,
+                f"{len(empty)} of {len(read)} lesson pages read had no description, e.g. "
+                f"{empty[0]} (check selectors.description)",
             )
         )
     found = len(result.lesson_urls)

@@ -16,7 +16,7 @@ from pipeline.runs import crawl_into_archive
 from tests.conftest import START_SLUG, local_config
 from tests.site.server import FixtureSite
 
-THRESHOLDS = Health(max_lesson_drop=0.2, max_failed_pages=0.05)
+THRESHOLDS = Health(max_lesson_drop=0.2, max_failed_pages=0.05, max_empty_descriptions=0.5)
 SITE = "http://site.test"
 
 
@@ -29,7 +29,7 @@ def result_of(pages, lessons=None, **fields):
     if lessons is None:
         lessons = [p.url for p in pages if p.kind == "lesson" and p.status == 200]
     return CrawlResult(
-        lessons={url: RawLesson(url, "Title", "", None, None) for url in lessons},
+        lessons={url: RawLesson(url, "Title", "Text.", None, None) for url in lessons},
         pages={p.url: p for p in pages},
         stats=FetchStats(),
         **fields,
@@ -101,12 +101,28 @@ def test_too_many_failed_pages_fails():
     assert failure.detail.startswith("2 of 22 pages failed")
 
 
+def test_lesson_pages_without_descriptions_fail_when_most_are_empty():
+    pages = healthy_pages(4)
+    result = result_of(pages)
+    for url in list(result.lessons)[:2]:
+        result.lessons[url] = RawLesson(url, "Title", "", None, None)
+    assert check_health(result, THRESHOLDS, baseline=4) == []  # half may be empty, not more
+    last = list(result.lessons)[2]
+    result.lessons[last] = RawLesson(last, "Title", "", None, None)
+    (failure,) = check_health(result, THRESHOLDS, baseline=4)
+    assert failure.name == "empty_descriptions"
+    assert failure.detail.startswith("3 of 4 lesson pages read had no description")
+    assert "selectors.description" in failure.detail
+
+
 def test_every_failed_check_is_reported_in_a_stable_order():
     pages = [PageRecord(f"{SITE}/video/x/", "lesson", error="reset"), lesson_page("a", listed=0)]
     result = result_of(pages, untitled={f"{SITE}/video/a/"}, lessons=[])
+    result.lessons[f"{SITE}/video/b/"] = RawLesson(f"{SITE}/video/b/", "Title", "", None, None)
     assert names(check_health(result, THRESHOLDS, baseline=50)) == [
         "listing_empty",
         "untitled_lesson",
+        "empty_descriptions",
         "lesson_drop",
         "failed_pages",
     ]
