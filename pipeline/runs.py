@@ -9,7 +9,7 @@ from .captures import CaptureWriter
 from .config import Config
 from .crawl import CrawlResult, KnownPage, Progress, crawl
 from .errors import HealthCheckFailed
-from .health import HealthFailure, check_health
+from .health import EMPTY_DESCRIPTIONS, HealthFailure, check_health
 from .normalise import normalise
 from .store import RunCounts, earlier_captures, open_archive, recorded_run, save_run
 
@@ -80,8 +80,12 @@ def crawl_into_archive(
                 )
             finally:
                 capture.close()
-            lessons = [normalise(raw) for raw in result.lessons.values()]
             health = check_health(result, config.health, baseline=healthy_baseline(db))
+            lessons = [normalise(raw) for raw in result.lessons.values()]
+            if any(failure.name == EMPTY_DESCRIPTIONS for failure in health):
+                # The description selector is broken: saving would blank good stored text.
+                # Those pages stay in the captures, for `reparse` once the selector is fixed.
+                lessons = [lesson for lesson in lessons if lesson.description]
             status = "unhealthy" if health else "ok" if result.complete else "incomplete"
             counts = save_run(
                 db,

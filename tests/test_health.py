@@ -180,3 +180,21 @@ def test_lesson_pages_without_titles_make_the_run_unhealthy_and_remove_nothing(t
     ).fetchone()
     assert status == "unhealthy"
     assert "untitled_lesson" in health
+
+
+def test_a_broken_description_selector_never_blanks_stored_text(tmp_path):
+    db_path = tmp_path / "a.db"
+    with FixtureSite() as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        before = list(Database(db_path).query("select url, description from lessons"))
+        site.theme = "textless"
+        with pytest.raises(HealthCheckFailed) as raised:
+            crawl_into_archive(config, db_path)
+    assert [f.name for f in raised.value.report.health] == ["empty_descriptions"]
+    db = Database(db_path)
+    assert list(db.query("select url, description from lessons")) == before
+    assert (
+        db.execute("select count(*) from lesson_versions where event != 'created'").fetchone()[0]
+        == 0
+    )

@@ -69,6 +69,9 @@ THEMES = {
     "renamed": {"et_pb_blog_grid": "et_pb_posts_grid"},
     # The lesson title's heading class renamed: lesson pages seem to have no title.
     "untitled": {'<h1 class="entry-title">': '<h1 class="et_pb_post_title">'},
+    # The text module's inner class renamed: titles and listings still work, descriptions
+    # come out empty.
+    "textless": {"et_pb_text_inner": "et_pb_text_body"},
 }
 
 HTML = "text/html; charset=UTF-8"
