@@ -151,6 +151,7 @@ class Crawl:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._seen: set[str] = set()
         self._done = 0
+        self._failed = 0
         self._started = 0
         self.result = CrawlResult(lessons={}, pages={}, stats=fetcher.stats)
 
@@ -194,9 +195,11 @@ class Crawl:
                 await self._visit(url, kind)
             finally:
                 self._done += 1
+                # Counted as pages finish rather than recounted per page: that was quadratic.
+                self._failed += self.result.pages[url].error is not None
                 self._queue.task_done()
                 if self.progress is not None:
-                    self.progress(self._done, len(self.result.pages), len(self.result.failed))
+                    self.progress(self._done, len(self.result.pages), self._failed)
 
     async def _visit(self, url: str, kind: str) -> None:
         record = self.result.pages[url]
