@@ -428,23 +428,18 @@ def status(db_path, last):
         f"{state.pages} pages ({state.failed_pages} failed at their last fetch)",
         highlight=False,
     )
-    table = Table(
-        "run",
-        "started (UTC)",
-        "status",
-        "pages ok/304/failed",
-        "lessons found +new ~changed -removed",
-        "health / error",
-        box=None,
-    )
+    table = Table(box=None)
+    for header in ("run", "started (UTC)", "status", "pages/304/failed", "lessons/new/chg/rm"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("health / error")
     for run in state.runs:
         style = {"ok": "green", "running": "yellow"}.get(run["status"], "red")
         pages = "/".join(
             _n(run[k]) for k in ("pages_fetched", "pages_not_modified", "pages_failed")
         )
-        lessons = (
-            f"{_n(run['lessons_found'])} +{_n(run['lessons_new'])} "
-            f"~{_n(run['lessons_changed'])} -{_n(run['lessons_removed'])}"
+        lessons = "/".join(
+            _n(run[k])
+            for k in ("lessons_found", "lessons_new", "lessons_changed", "lessons_removed")
         )
         table.add_row(
             f"{run['id']}" + (f" {run['kind']}" if run["kind"] != "crawl" else ""),

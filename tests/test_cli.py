@@ -107,3 +107,34 @@ def test_help_explains_every_command():
     result = invoke("--help")
     assert result.exit_code == 0
     assert "crawl" in result.output and "Exit codes" in result.output
+
+
+def test_status_shows_counts_and_runs_at_a_glance(site, crawled):
+    site.edit("soft-eyes", description=["Edited."])
+    assert invoke(*crawl_args(site, crawled)).exit_code == 0
+    result = invoke("status", "--db", crawled)
+    assert result.exit_code == 0, result.output
+    lessons = Database(crawled).execute("select count(*) from lessons").fetchone()[0]
+    assert f"{crawled}: {lessons} lessons (0 removed), 4 programs" in result.output
+    # Newest run first: the re-crawl that found one changed lesson, then the first crawl.
+    runs = [
+        line.split() for line in result.output.splitlines() if line.split()[:1] in (["1"], ["2"])
+    ]
+    assert [r[0] for r in runs] == ["2", "1"]
+    assert runs[0][-1] == f"{lessons}/0/1/0" and runs[1][-1] == f"{lessons}/{lessons}/0/0"
+
+
+def test_status_and_reparse_need_an_archive(tmp_path):
+    for command in ("status", "reparse"):
+        result = invoke(command, "--db", tmp_path / "none.db")
+        assert result.exit_code == 1
+        assert result.output.strip().startswith(f"error: no archive at {tmp_path / 'none.db'}")
+
+
+def test_reparse_command_reports_what_it_read(crawled):
+    result = invoke("reparse", "--db", crawled, "--config", CONFIG_PATH)
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"reparse \(run 2\): \d+ captures read, \d+ lessons extracted, 0 new, 0 changed",
+        result.output,
+    )
