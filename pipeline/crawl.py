@@ -107,6 +107,14 @@ class Scope:
             return None
         return urlunsplit((*self._origin, path, "", ""))
 
+    def listing_page(self, url: str, n: int) -> str:
+        """Page ``n`` of the listing that ``url`` (a lesson or one of its pages) belongs to."""
+        path = urlsplit(url).path
+        listing = self._listing_path.match(path)
+        if listing:
+            path = path[: listing.start("page")].removesuffix("page/")
+        return urlunsplit((*self._origin, f"{path}page/{n}/" if n > 1 else path, "", ""))
+
     def kind(self, url: str) -> str | None:
         path = urlsplit(url).path
         if self._lesson_path.match(path):
@@ -153,6 +161,10 @@ class Crawl:
         self._done = 0
         self._failed = 0
         self._started = 0
+        # A re-crawl (the archive knows lessons) walks changed listings only as far as they
+        # show lessons it does not know; the rest of each listing is deferred (see _drain).
+        self._recrawl = any(page.kind == "lesson" for page in self.known.values())
+        self._deferred: list[tuple[str, int, int]] = []  # listing, first page, last page
         self.result = CrawlResult(lessons={}, pages={}, stats=fetcher.stats)
 
     async def run(self) -> CrawlResult:
@@ -174,7 +186,7 @@ class Crawl:
             asyncio.create_task(self._worker()) for _ in range(self.config.politeness.concurrency)
         ]
         try:
-            await self._queue.join()
+            await self._drain()
         finally:
             for worker in workers:
                 worker.cancel()
@@ -187,6 +199,28 @@ class Crawl:
                 + ("; ".join(sorted(r for r in reasons if r))[:300] or "no pages")
             )
         return self.result
+
+    async def _drain(self) -> None:
+        """Fetch until the frontier is empty. Listing pages deferred by a re-crawl are walked
+        after all unless the sitemap vouched for every lesson: a lesson published with an old
+        date lands deep in listings, and only the sitemap or a full walk can find it there."""
+        while True:
+            await self._queue.join()
+            deferred, self._deferred = self._deferred, []
+            if not deferred or self._sitemap_read():
+                return
+            for listing, first, last in deferred:
+                for n in range(first, last + 1):
+                    await self._enqueue(self.scope.listing_page(listing, n), "listing")
+
+    def _sitemap_read(self) -> bool:
+        """Every sitemap answered (200 or 304) and at least one named lessons or was unchanged."""
+        sitemaps = [p for p in self.result.pages.values() if p.kind == "sitemap"]
+        return (
+            bool(sitemaps)
+            and all(p.status in (200, 304) and p.error is None for p in sitemaps)
+            and any(p.status == 304 or p.listed for p in sitemaps)
+        )
 
     async def _worker(self) -> None:
         while True:
@@ -261,14 +295,28 @@ class Crawl:
                 self.result.lessons[canonical] = replace(page.lesson, url=canonical)
         elif kind == "lesson":
             self.result.untitled.add(self.scope.canonical(page.url) or page.url)
-        for listed in page.listed:
-            await self._enqueue(listed.url, "lesson")
+        listed = [url for item in page.listed if (url := self.scope.canonical(item.url))]
+        for url in listed:
+            await self._enqueue(url, "lesson")
+        base = self.scope.canonical(page.url)
+        if base is None:
+            return
+        if self._recrawl:
+            # A listing is newest first: lessons published since the last run are at its top.
+            # Read on only while a page still shows a lesson the archive does not know.
+            if page.page and page.page_count and page.page < page.page_count:
+                # A lesson robots.txt keeps us from reading stays unknown: it is not new.
+                disallowed = self.result.disallowed
+                if any(url not in self.known and url not in disallowed for url in listed):
+                    await self._enqueue(self.scope.listing_page(base, page.page + 1), "listing")
+                else:
+                    self._deferred.append((base, page.page + 1, page.page_count))
+            return
         # Page 1 says how many pages the listing has: enqueue them all at once rather than
         # following "next" one by one, so the pages of one listing are fetched in parallel.
-        base = self.scope.canonical(page.url)
-        if kind == "lesson" and page.page_count and base:
+        if kind == "lesson" and page.page_count:
             for n in range(2, page.page_count + 1):
-                await self._enqueue(f"{base}page/{n}/", "listing")
+                await self._enqueue(self.scope.listing_page(base, n), "listing")
         for url in (*page.page_urls, page.next_url):
             if url:
                 await self._enqueue(url, "listing")

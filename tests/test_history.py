@@ -124,6 +124,42 @@ def test_new_lesson_is_found_when_every_other_page_answers_304(tmp_path):
         assert [(r.path, r.status) for r in asked] == [(f"/video/{slug}/", 304)]
 
 
+def test_a_recrawl_after_a_publish_reads_listings_only_as_far_as_the_new_lesson(site, archive):
+    config = local_config(site)
+    site.publish(newest_lesson("a-new-pause", "A new pause", ["Micro Pause"]))
+    showing = [
+        x.slug for x in site.lessons if "a-new-pause" in {y.slug for y in site.listing(x.slug)}
+    ]
+    site.reset_stats()
+    report = crawl_into_archive(config, archive)
+    later_pages = [r.path for r in site.requests if "/page/" in r.path]
+    assert lesson_row(archive, "a-new-pause")["title"] == "A new pause"
+    assert report.result.complete and report.counts.new == 1
+    # Page 1 of each listing showing it changed; one more page each proves the rest is known.
+    assert len(showing) > 20
+    assert len(later_pages) <= len(showing)
+    assert all(p.endswith("/page/2/") for p in later_pages)
+
+
+@pytest.mark.parametrize("sitemap", [True, False])
+def test_a_lesson_published_with_an_old_date_is_found(tmp_path, sitemap):
+    """It lands deep in every listing, below pages that did not change: only the sitemap, or
+    walking the listings to their end when there is none, can find it."""
+    db_path = tmp_path / "micropause.db"
+    with FixtureSite(sitemap=sitemap) as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        old = newest_lesson("an-old-pause", "An old pause", ["Micro Pause"])
+        old.published, old.modified = "2019-01-01", "2019-01-01T09:00:00Z"
+        site.publish(old)
+        assert all(
+            "an-old-pause" not in {x.slug for x in site.listing(s.slug)[:3]} for s in site.lessons
+        )
+        report = crawl_into_archive(config, db_path)
+    assert lesson_row(db_path, "an-old-pause")["title"] == "An old pause"
+    assert report.result.complete and report.counts.new == 1
+
+
 def test_unpublished_lesson_is_removed_only_after_a_complete_run(site, config, archive):
     site.unpublish(EDITED)
     # A run in which a listing page keeps failing is incomplete: nothing may be removed.
