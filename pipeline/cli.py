@@ -140,8 +140,10 @@ def load(config_path: Path, start_urls, delay, concurrency):
 def crawl(config_path, db_path, start_urls, delay, concurrency, max_pages):
     """Crawl every lesson of the site into the archive.
 
-    Walks every lesson's "You may also like" listing to its last page and the sitemap, fetches
-    each lesson's own page, and writes lessons and programs in one transaction at the end.
+    A first crawl walks every lesson's "You may also like" listing to its last page and reads
+    the sitemap; a re-crawl asks for known pages conditionally and reads changed listings only
+    as far as they show new lessons. Every response is captured as WARC, and lessons and
+    programs are written in one transaction at the end.
     """
     config = load(config_path, start_urls, delay, concurrency)
     try:

@@ -4,6 +4,9 @@ Listings differ from lesson to lesson, so no single listing holds every lesson: 
 walks every lesson's listing to its last page, enqueues every lesson it finds, reads the sitemap
 as a second source, and dedupes on canonical URL. Each lesson's own page is the authoritative
 source for its text. Parsing is ``extract``'s job; this module only needs the links.
+
+A re-crawl asks every known page conditionally and, since listings are newest first, reads a
+changed listing only while it shows lessons the archive does not know (see ``Crawl._drain``).
 """
 
 from __future__ import annotations
