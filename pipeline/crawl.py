@@ -26,7 +26,6 @@ from .extract import ListingPage, RawLesson, extract
 from .fetch import Fetched, Fetcher, FetchStats
 
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,15 +278,11 @@ class Crawl:
         if kind == "sitemap":
             await self._read_sitemap(response, record)
             return
-        if response.content_type not in _HTML_TYPES:
+        if not response.is_html:
             record.error = f"unexpected content type {response.content_type or 'none'}"
             return
-        try:
-            html = response.text()
-        except (UnicodeDecodeError, LookupError) as exc:
-            record.error = f"undecodable body: {exc}"
-            return
-        page = extract(html, response.url, self.config.selectors)
+        # The fetcher only hands on an HTML body that decodes (it retries one that does not).
+        page = extract(response.text(), response.url, self.config.selectors)
         record.listed = len(page.listed)
         await self._follow(page, kind)
 

@@ -24,7 +24,8 @@ from .config import Config
 from .errors import FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_TEXT_TYPES = frozenset({"text/html", "application/xhtml+xml", "application/xml", "text/xml"})
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_TEXT_TYPES = HTML_TYPES | {"application/xml", "text/xml"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,10 @@ class Fetched:
     @property
     def content_type(self) -> str:
         return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    @property
+    def is_html(self) -> bool:
+        return self.content_type in HTML_TYPES
 
     def text(self) -> str:
         """The body decoded strictly: invalid bytes are a broken response, not content."""
