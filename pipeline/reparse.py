@@ -8,7 +8,7 @@ text comes out different gets a version row saying it was reparsed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,8 +29,6 @@ from .store import (
     refresh_search,
     save_lessons,
 )
-
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 @dataclass(frozen=True)
@@ -63,20 +61,20 @@ def lessons_from_captures(config: Config, directory: Path) -> tuple[dict[str, Ra
             http_version="HTTP/1.1",
             fetched_at=captured.date,
         )
-        if page.content_type not in _HTML_TYPES:
+        if not page.is_html:
             continue
-        listing = extract(page.text(), captured.url, config.selectors)
+        try:
+            html = page.text()
+        except (UnicodeDecodeError, LookupError):
+            # Captures keep every response, including a corrupted one the crawl then retried:
+            # it is skipped here as the crawl skipped it, and an earlier good capture stands.
+            continue
+        listing = extract(html, captured.url, config.selectors)
         if listing.lesson is None or not listing.lesson.title:
             continue
         url = scope.canonical(listing.lesson.url) or scope.canonical(captured.url)
         if url is not None:
-            lessons[url] = RawLesson(
-                url=url,
-                title=listing.lesson.title,
-                description=listing.lesson.description,
-                author=listing.lesson.author,
-                published=listing.lesson.published,
-            )
+            lessons[url] = replace(listing.lesson, url=url)
     return lessons, read
 
 
@@ -117,12 +115,5 @@ def reparse(config: Config, db_path: Path | str) -> ReparseReport:
         run_id=run_id,
         captures_read=read,
         lessons=len(raw),
-        counts=RunCounts(
-            lessons_found=len(raw),
-            new=counts.new,
-            changed=counts.changed,
-            removed=0,
-            restored=0,
-            programs=programs,
-        ),
+        counts=replace(counts, lessons_found=len(raw), programs=programs),
     )

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from pipeline import store
 from pipeline.captures import read_responses
 from pipeline.export import export_snapshot
+from pipeline.reparse import reparse
 from pipeline.runs import captures_dir, crawl_into_archive
 from tests.conftest import CONFIG_PATH, START_SLUG, local_config
 from tests.site.server import TRANSIENT_FAULTS, FixtureSite, Lesson
@@ -42,13 +43,20 @@ def test_a_third_of_urls_faulting_gives_the_same_archive_as_a_clean_crawl(tmp_pa
         faults = FixtureSite.seeded_faults(seed=7, fraction=0.3, kinds=curable)
         site.set_faults(faults)
         site.reset_stats()
-        report = crawl_into_archive(config, tmp_path / "faulty.db")
+        # Its own folder: captures live beside the database.
+        faulty = tmp_path / "faulty" / "micropause.db"
+        report = crawl_into_archive(config, faulty)
         met = {r.fault for r in site.requests if r.fault}
     assert met == set(curable)  # every kind really happened
     assert report.result.complete, [p.error for p in report.result.failed]
     assert report.result.stats.retries >= len(faults)
-    assert rows(tmp_path / "faulty.db", CONTENT) == rows(tmp_path / "clean.db", CONTENT)
-    assert rows(tmp_path / "faulty.db", PROGRAMS) == rows(tmp_path / "clean.db", PROGRAMS)
+    assert rows(faulty, CONTENT) == rows(tmp_path / "clean.db", CONTENT)
+    assert rows(faulty, PROGRAMS) == rows(tmp_path / "clean.db", PROGRAMS)
+    # Its captures hold the corrupted answers as well as the retried ones: reparse skips the
+    # broken and gives the same archive again.
+    reparse(config, faulty)
+    assert rows(faulty, CONTENT) == rows(tmp_path / "clean.db", CONTENT)
+    assert rows(faulty, PROGRAMS) == rows(tmp_path / "clean.db", PROGRAMS)
 
 
 @pytest.mark.parametrize("fault", ["not-html", "offsite", "loop", "huge"])
