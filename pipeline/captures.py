@@ -47,7 +47,6 @@ class CapturedResponse:
     headers: list[tuple[str, str]]
     body: bytes  # Content-Encoding undone
     date: str
-    ref: CaptureRef
 
 
 class CaptureWriter:
@@ -130,36 +129,27 @@ def read_responses(directory: Path) -> Iterator[CapturedResponse]:
     """Every response record of every capture file, oldest run first, bodies decoded."""
     for path in sorted(directory.glob("*.warc.gz"), key=_run_number):
         with open(path, "rb") as f:
-            yield from _responses_in(path, f)
+            yield from _responses_in(f)
 
 
-def _responses_in(path: Path, f) -> Iterator[CapturedResponse]:
+def _responses_in(f) -> Iterator[CapturedResponse]:
     """A run killed mid-write leaves its last record cut short: the records before it are
     read, the cut one fails its digest and is skipped, never parsed as if complete."""
-    records = ArchiveIterator(f, check_digests=True)
     try:
-        for record in records:
+        for record in ArchiveIterator(f, check_digests=True):
             if record.rec_type != "response":
                 continue
-            # The body first: asking warcio for the offset reads on past it.
             body = record.content_stream().read()
             # Every record this tool writes carries digests; one that cannot be verified
             # (cut short: warcio then reports neither pass nor fail) is not trusted.
             if record.digest_checker.passed is not True:
                 continue
-            date = record.rec_headers.get_header("WARC-Date")
             yield CapturedResponse(
                 url=record.rec_headers.get_header("WARC-Target-URI"),
                 status=int(record.http_headers.get_statuscode()),
                 headers=list(record.http_headers.headers),
                 body=body,
-                date=date,
-                ref=CaptureRef(
-                    path.name,
-                    records.get_record_offset(),
-                    record.rec_headers.get_header("WARC-Record-ID"),
-                    date,
-                ),
+                date=record.rec_headers.get_header("WARC-Date"),
             )
     except (ArchiveLoadFailed, EOFError, OSError, zlib.error):
         return

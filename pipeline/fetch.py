@@ -39,7 +39,6 @@ class Fetched:
     request_headers: tuple[tuple[str, str], ...]
     http_version: str
     fetched_at: str
-    requested_url: str = ""  # the URL asked for, before same-site redirects
     attempts: int = 1
     raw: bytes | None = None  # the body as transferred, before Content-Encoding is undone
 
@@ -183,7 +182,7 @@ class Fetcher:
                 continue
             if response.status == 304:
                 self.stats.not_modified += 1
-            return replace(response, requested_url=url)
+            return response
         raise FetchError(url, f"more than {self.politeness.max_redirects} redirects")
 
     async def _get_with_retries(self, url: str, headers: dict[str, str]) -> Fetched:
@@ -268,7 +267,6 @@ class Fetcher:
                 request_headers=tuple(response.request.headers.multi_items()),
                 http_version=response.http_version,
                 fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                requested_url=url,
                 raw=raw,
             )
 
