@@ -182,7 +182,7 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         f"run {report.run_id} {state} in {result.elapsed:.1f}s → {db_path}\n"
         f"  lessons: {counts.lessons_found} found, {counts.new} new, {counts.changed} changed, "
         f"{counts.removed} removed · programs: {counts.programs}\n"
-        f"  pages: {sum(1 for p in result.pages.values() if p.status is not None)} fetched, "
+        f"  pages: {result.fetched} fetched, "
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
         f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB",
         highlight=False,
@@ -335,7 +335,6 @@ def log_run(report: RunReport) -> None:
                 error=page.error,
             ),
         )
-    pages = result.pages.values()
     status = "unhealthy" if report.health else "ok" if result.complete else "incomplete"
     log.info(
         "run.finished %s",
@@ -347,7 +346,7 @@ def log_run(report: RunReport) -> None:
             changed=counts.changed,
             removed=counts.removed,
             programs=counts.programs,
-            pages_fetched=sum(1 for p in pages if p.status is not None),
+            pages_fetched=result.fetched,
             not_modified=result.stats.not_modified,
             failed=len(result.failed),
             requests=result.stats.requests,

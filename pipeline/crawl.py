@@ -69,6 +69,11 @@ class CrawlResult:
     elapsed: float = 0.0
 
     @property
+    def fetched(self) -> int:
+        """Pages that got an answer (304s included)."""
+        return sum(1 for p in self.pages.values() if p.status is not None)
+
+    @property
     def failed(self) -> list[PageRecord]:
         return [p for p in self.pages.values() if p.error is not None]
 

@@ -322,7 +322,6 @@ def save_run(
         program_count = refresh_programs(db)
         refresh_search(db)
         stats = result.stats
-        pages = result.pages.values()
         db["runs"].update(
             run_id,
             {
@@ -332,9 +331,9 @@ def save_run(
                 "requests": stats.requests,
                 "retries": stats.retries,
                 "bytes": stats.bytes,
-                "pages_fetched": sum(1 for p in pages if p.status is not None),
-                "pages_not_modified": sum(1 for p in pages if p.status == 304),
-                "pages_failed": sum(1 for p in pages if p.error is not None),
+                "pages_fetched": result.fetched,
+                "pages_not_modified": stats.not_modified,
+                "pages_failed": len(result.failed),
                 "lessons_found": len(result.lesson_urls),
                 "lessons_new": counts.new,
                 "lessons_changed": counts.changed,
