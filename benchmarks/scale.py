@@ -35,37 +35,19 @@ TWO_WORDS = ("lower back", "sitting bones", "heavy arms", "whole body", "first s
 
 
 def run(n: int = 100_000, *, repetitions: int = 5, rare_terms: int = 20) -> dict[str, Any]:
-    rss = {"imports": _peak_rss_mb()}
-    selectors = load_config(CONFIG_PATH).selectors
-    clock = {"generate": 0.0, "extract": 0.0, "normalise": 0.0}
+    rss_imports = _peak_rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "scale.db"
-        db = open_archive(db_path)
-        began = time.perf_counter()
-        with db.atomic():
-            counts = save_lessons(db, _lessons(n, selectors, clock), run_id=None, now=NOW)
-        saved = time.perf_counter() - began
-        rss["save"] = _peak_rss_mb()
-        began = time.perf_counter()
-        with db.atomic():
-            programs = refresh_programs(db)
-        programs_s = time.perf_counter() - began
-        rss["programs"] = _peak_rss_mb()
-        began = time.perf_counter()
-        with db.atomic():
-            refresh_search(db)
-        search_s = time.perf_counter() - began
-        rss["search"] = _peak_rss_mb()
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.close()
+        built = build_archive(db_path, n)
         db_bytes = sum(p.stat().st_size for p in Path(tmp).iterdir())
-        pipeline_s = saved - clock["generate"]
         latency = measure_queries(db_path, n, repetitions=repetitions, rare_terms=rare_terms)
+    clock, rss = built["clock"], {"imports": rss_imports, **built["rss"]}
+    pipeline_s = built["save_s"] - clock["generate"]
     store_s = pipeline_s - clock["extract"] - clock["normalise"]
     return {
         "lessons": n,
-        "lessons_new": counts.new,
-        "programs": programs,
+        "lessons_new": built["counts"].new,
+        "programs": built["programs"],
         "rows_per_s": n / pipeline_s,
         "pipeline_s": pipeline_s,
         "split_s": (
@@ -77,8 +59,8 @@ def run(n: int = 100_000, *, repetitions: int = 5, rare_terms: int = 20) -> dict
         "normalise_s": clock["normalise"],
         "store_s": store_s,
         "generate_s": clock["generate"],
-        "refresh_programs_s": programs_s,
-        "refresh_search_s": search_s,
+        "refresh_programs_s": built["programs_s"],
+        "refresh_search_s": built["search_s"],
         # The pipeline's peak: the Datasette measurements below import and cache more.
         "peak_rss_mb": rss["search"],
         "rss_steps_mb": " / ".join(
@@ -87,6 +69,41 @@ def run(n: int = 100_000, *, repetitions: int = 5, rare_terms: int = 20) -> dict
         "peak_rss_with_datasette_mb": _peak_rss_mb(),
         "db_mb": db_bytes / 2**20,
         "latency_ms": latency,
+    }
+
+
+def build_archive(db_path: Path, n: int) -> dict[str, Any]:
+    """``n`` generated lessons through extract → normalise → store, then programs and search,
+    each in its own transaction as a run does; the time and peak RSS after each step."""
+    selectors = load_config(CONFIG_PATH).selectors
+    clock = {"generate": 0.0, "extract": 0.0, "normalise": 0.0}
+    rss = {}
+    db = open_archive(db_path)
+    began = time.perf_counter()
+    with db.atomic():
+        counts = save_lessons(db, _lessons(n, selectors, clock), run_id=None, now=NOW)
+    saved = time.perf_counter() - began
+    rss["save"] = _peak_rss_mb()
+    began = time.perf_counter()
+    with db.atomic():
+        programs = refresh_programs(db)
+    programs_s = time.perf_counter() - began
+    rss["programs"] = _peak_rss_mb()
+    began = time.perf_counter()
+    with db.atomic():
+        refresh_search(db)
+    search_s = time.perf_counter() - began
+    rss["search"] = _peak_rss_mb()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return {
+        "counts": counts,
+        "programs": programs,
+        "clock": clock,
+        "rss": rss,
+        "save_s": saved,
+        "programs_s": programs_s,
+        "search_s": search_s,
     }
 
 

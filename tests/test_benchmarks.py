@@ -9,7 +9,11 @@ import math
 
 import pytest
 
+from benchmarks.extraction import sample_pages, select_only
 from benchmarks.runner import PROFILES, run
+from pipeline.config import load_config
+from pipeline.extract import extract
+from tests.conftest import CONFIG_PATH
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,17 @@ def test_extraction_comparators_do_the_same_work(results):
         # BS4 and lxml (the optional `bench` extra) must return exactly what extract returns.
         assert row["agrees"] in (None, extraction["pages"]), name
     assert positive(extraction["ratios"]["extract_vs_bare_parse"])
+    assert positive(extraction["ratios"]["queries_vs_bare_parse"])
+
+
+def test_the_query_floor_runs_the_queries_extract_runs():
+    """The "CSS queries alone" row is a floor for extract only if it selects what extract
+    selects: the same listed lessons on every page."""
+    selectors = load_config(CONFIG_PATH).selectors
+    pages = sample_pages(12, 6)
+    listed = [len(extract(html, url, selectors).listed) for html, url in pages]
+    assert sum(listed) > 0
+    assert [select_only(html, url, selectors) for html, url in pages] == listed
 
 
 def test_scale_streams_into_a_searchable_archive(results):

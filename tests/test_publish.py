@@ -391,6 +391,16 @@ def test_the_archive_connection_itself_refuses_writes(crawled_archive, tmp_path)
     assert lesson_count(path) == lessons
 
 
+def test_the_memory_mapped_archive_is_never_truncated_under_its_readers(crawled_archive):
+    """serve reads the archive through a memory map, which is safe only while no writer
+    shrinks the file: SQLite does that only with auto_vacuum (or VACUUM, which nothing runs)."""
+    conn = sqlite3.connect(crawled_archive)
+    try:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
 def test_any_file_is_published_as_micropause(crawled_archive, tmp_path):
     path = copy_archive(crawled_archive, tmp_path / "snapshot-2025.db")
     datasette = build_datasette(path)
