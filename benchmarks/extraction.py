@@ -36,43 +36,43 @@ _AROUND_BREAK = re.compile(r" ?\ue000 ?")
 Extractor = Callable[[str, str, Selectors], Any]
 
 
-def run(
-    *, site_lessons: int = 150, pages: int = 200, repetitions: int = 7, slow_repetitions: int = 3
-) -> dict[str, Any]:
+def run(*, site_lessons: int = 150, pages: int = 200, repetitions: int = 7) -> dict[str, Any]:
     selectors = load_config(CONFIG_PATH).selectors
     corpus = sample_pages(site_lessons, pages)
     expected = [extract(html, url, selectors) for html, url in corpus]
-    implementations: dict[str, tuple[Extractor, int]] = {
-        "selectolax bare parse (floor)": (lambda html, _url, _sel: LexborHTMLParser(html), 0),
-        QUERIES_ONLY: (select_only, 0),
-        "pipeline.extract (selectolax/lexbor)": (extract, 0),
+    implementations: dict[str, Extractor] = {
+        "selectolax bare parse (floor)": lambda html, _url, _sel: LexborHTMLParser(html),
+        QUERIES_ONLY: select_only,
+        "pipeline.extract (selectolax/lexbor)": extract,
     }
     try:
         import lxml.html  # noqa: F401
 
-        implementations["lxml.html + XPath"] = (extract_lxml, 0)
+        implementations["lxml.html + XPath"] = extract_lxml
     except ImportError:
         pass
     try:
         import bs4  # noqa: F401
 
-        implementations["BeautifulSoup(html.parser)"] = (extract_bs4, slow_repetitions)
+        implementations["BeautifulSoup(html.parser)"] = extract_bs4
     except ImportError:
         pass
-    best: dict[str, float] = {}
     agrees: dict[str, int | None] = {}
-    for name, (function, reps) in implementations.items():
+    for name, function in implementations.items():
         outputs = [function(html, url, selectors) for html, url in corpus]  # also warms up
         agrees[name] = (
             None if name.startswith("selectolax ") else sum(map(_same, outputs, expected))
         )
-        times = []
-        for _ in range(reps or repetitions):
+    # Round-robin, every implementation as often: the shared machine's drift during the run
+    # reaches them all alike, so their ratios hold even when the absolute times wander.
+    times: dict[str, list[float]] = {name: [] for name in implementations}
+    for _ in range(repetitions):
+        for name, function in implementations.items():
             began = time.perf_counter()
             for html, url in corpus:
                 function(html, url, selectors)
-            times.append((time.perf_counter() - began) / len(corpus))
-        best[name] = min(times)
+            times[name].append((time.perf_counter() - began) / len(corpus))
+    best = {name: min(runs) for name, runs in times.items()}
     floor = best["selectolax bare parse (floor)"]
     ours = best["pipeline.extract (selectolax/lexbor)"]
     ratios = {
@@ -88,7 +88,6 @@ def run(
         "pages": len(corpus),
         "mean_page_kb": sum(len(html.encode()) for html, _ in corpus) / len(corpus) / 1024,
         "repetitions": repetitions,
-        "slow_repetitions": slow_repetitions,
         "implementations": {
             name: {
                 "us_per_page": seconds * 1e6,

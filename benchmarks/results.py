@@ -254,8 +254,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"## Extraction ({extraction['pages']} pages of the "
             f"{extraction['site_lessons']}-lesson site, {extraction['mean_page_kb']:.1f} kB on "
-            f"average; best of {extraction['repetitions']} runs, BS4 best of "
-            f"{extraction['slow_repetitions']})",
+            f"average; best of {extraction['repetitions']} runs of each, taken in turn)",
             "",
             _table(
                 ["implementation", "µs/page", "× bare parse", "same result as extract"],

@@ -27,19 +27,19 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "crawl": {"sizes": [150, 300], "profile_size": 150},
-        "extraction": {"site_lessons": 150, "pages": 200, "repetitions": 7, "slow_repetitions": 3},
+        "extraction": {"site_lessons": 150, "pages": 200, "repetitions": 7},
         "scale": {"n": 100_000, "repetitions": 5, "rare_terms": 20},
         "incremental": {"n": 300},
     },
     "quick": {
         "crawl": {"sizes": [30, 60], "profile_size": 30},
-        "extraction": {"site_lessons": 60, "pages": 40, "repetitions": 3, "slow_repetitions": 1},
+        "extraction": {"site_lessons": 60, "pages": 40, "repetitions": 3},
         "scale": {"n": 5_000, "repetitions": 3, "rare_terms": 10},
         "incremental": {"n": 60},
     },
     "smoke": {
         "crawl": {"sizes": [12], "profile_size": None},
-        "extraction": {"site_lessons": 12, "pages": 4, "repetitions": 1, "slow_repetitions": 1},
+        "extraction": {"site_lessons": 12, "pages": 4, "repetitions": 1},
         "scale": {"n": 200, "repetitions": 1, "rare_terms": 2},
         "incremental": {"n": 12},
     },
