@@ -43,6 +43,7 @@ def run(*, site_lessons: int = 150, pages: int = 200, repetitions: int = 7) -> d
     implementations: dict[str, Extractor] = {
         "selectolax bare parse (floor)": lambda html, _url, _sel: LexborHTMLParser(html),
         QUERIES_ONLY: select_only,
+        WALK_ONLY: walk_only,
         "pipeline.extract (selectolax/lexbor)": extract,
     }
     try:
@@ -78,6 +79,7 @@ def run(*, site_lessons: int = 150, pages: int = 200, repetitions: int = 7) -> d
     ratios = {
         "extract_vs_bare_parse": ours / floor,
         "queries_vs_bare_parse": best[QUERIES_ONLY] / floor,
+        "walk_vs_bare_parse": best[WALK_ONLY] / floor,
     }
     if "BeautifulSoup(html.parser)" in best:
         ratios["bs4_vs_extract"] = best["BeautifulSoup(html.parser)"] / ours
@@ -122,6 +124,20 @@ def select_only(html: str, _url: str, selectors: Selectors) -> int:
     root.css_first(selectors.next_link)
     root.css(selectors.page_links)
     return len(items)
+
+
+WALK_ONLY = "selectolax parse + one Python pass reading each element's tag and class"
+
+
+def walk_only(html: str, _url: str, _selectors: Selectors) -> int:
+    """What a hand-written extractor would cost before it extracted anything: one pass over
+    every node in Python, reading the tag and the class of each element, matching nothing."""
+    elements = 0
+    for node in LexborHTMLParser(html).root.traverse():
+        if node.tag and node.tag[0] != "-":  # "-text", "-comment": not elements
+            node.attrs.get("class")
+            elements += 1
+    return elements
 
 
 def sample_pages(site_lessons: int, count: int, seed: int = 8) -> list[tuple[str, str]]:

@@ -68,6 +68,7 @@ def test_extraction_comparators_do_the_same_work(results):
         assert row["agrees"] in (None, extraction["pages"]), name
     assert positive(extraction["ratios"]["extract_vs_bare_parse"])
     assert positive(extraction["ratios"]["queries_vs_bare_parse"])
+    assert positive(extraction["ratios"]["walk_vs_bare_parse"])
 
 
 def test_the_query_floor_runs_the_queries_extract_runs():
