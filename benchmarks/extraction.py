@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 from selectolax.lexbor import LexborHTMLParser
 
 from pipeline.config import Selectors, load_config
-from pipeline.extract import ListedLesson, ListingPage, RawLesson, extract
+from pipeline.extract import ListingPage, RawLesson, extract
 from tests.conftest import CONFIG_PATH
 from tests.site.server import FixtureSite
 
@@ -119,7 +119,6 @@ def select_only(html: str, _url: str, selectors: Selectors) -> int:
     items = root.css(selectors.listed_lesson)
     for item in items:
         item.css_first(selectors.listed_link)
-        item.css(selectors.listed_description)
     root.css_first(selectors.page_count)
     root.css_first(selectors.next_link)
     root.css(selectors.page_links)
@@ -189,7 +188,6 @@ def extract_bs4(html: str, url: str, selectors: Selectors) -> ListingPage:
         select_one=soup.select_one,
         select=soup.select,
         scoped_one=lambda node, css: node.select_one(css),
-        scoped=lambda node, css: node.select(css),
         text=text,
         attr=attr,
         paragraphs=paragraphs,
@@ -261,7 +259,6 @@ def extract_lxml(html: str, url: str, selectors: Selectors) -> ListingPage:
         select_one=select_one,
         select=select,
         scoped_one=lambda node, css: select_one(css, node),
-        scoped=lambda node, css: select(css, node),
         text=text,
         attr=attr,
         paragraphs=paragraphs,
@@ -277,7 +274,7 @@ def _finish(text: str) -> str:
 
 
 def _listing_page(
-    url, selectors, *, select_one, select, scoped_one, scoped, text, attr, paragraphs
+    url, selectors, *, select_one, select, scoped_one, text, attr, paragraphs
 ) -> ListingPage:
     """pipeline.extract.extract's assembly, over another parser's select/text/attr."""
     canonical = attr(select_one(selectors.canonical), "href")
@@ -295,16 +292,9 @@ def _listing_page(
         )
     listed = []
     for item in select(selectors.listed_lesson):
-        link = scoped_one(item, selectors.listed_link)
-        href = attr(link, "href")
+        href = attr(scoped_one(item, selectors.listed_link), "href")
         if href:
-            listed.append(
-                ListedLesson(
-                    url=urljoin(url, href),
-                    title=text(link),
-                    description=paragraphs(scoped(item, selectors.listed_description)),
-                )
-            )
+            listed.append(urljoin(url, href))
     page = page_count = None
     pages_node = select_one(selectors.page_count)
     if pages_node is not None and (m := _PAGE_OF.search(text(pages_node))):

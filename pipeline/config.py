@@ -44,7 +44,6 @@ class Selectors:
     description: str
     listed_lesson: str
     listed_link: str
-    listed_description: str
     page_count: str
     page_links: str
     next_link: str

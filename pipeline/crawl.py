@@ -298,7 +298,7 @@ class Crawl:
                 self.result.lessons[canonical] = replace(page.lesson, url=canonical)
         elif kind == "lesson":
             self.result.untitled.add(self.scope.canonical(page.url) or page.url)
-        listed = [url for item in page.listed if (url := self.scope.canonical(item.url))]
+        listed = [url for link in page.listed if (url := self.scope.canonical(link))]
         for url in listed:
             await self._enqueue(url, "lesson")
         base = self.scope.canonical(page.url)

@@ -43,20 +43,13 @@ class RawLesson:
 
 
 @dataclass(frozen=True, slots=True)
-class ListedLesson:
-    """A lesson as another lesson's listing shows it: a link to follow."""
-
-    url: str
-    title: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
 class ListingPage:
     url: str
     canonical_url: str | None
     lesson: RawLesson | None
-    listed: tuple[ListedLesson, ...]
+    # The URLs of the lessons the page lists. Their titles and excerpts are not read: a lesson's
+    # own page is the authoritative text, and the listing's excerpt is sometimes shortened.
+    listed: tuple[str, ...]
     page: int | None
     page_count: int | None
     next_url: str | None
@@ -85,17 +78,9 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
 
     listed = []
     for item in tree.css(selectors.listed_lesson):
-        link = item.css_first(selectors.listed_link)
-        href = _attr(link, "href")
-        if not href:
-            continue
-        listed.append(
-            ListedLesson(
-                url=_join(url, href),
-                title=_text(link, breaks),
-                description=_paragraphs(item.css(selectors.listed_description), breaks),
-            )
-        )
+        href = _attr(item.css_first(selectors.listed_link), "href")
+        if href:
+            listed.append(_join(url, href))
 
     page = page_count = None
     pages_node = tree.css_first(selectors.page_count)
@@ -121,19 +106,10 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
     )
 
 
-def text_of(node: LexborNode) -> str:
-    """The node's text as published: entities decoded, the source's line breaks and indentation
-    folded to single spaces, <br> kept as a line break, everything else verbatim."""
-    return _text(node, breaks=True)
-
-
-def paragraphs(nodes: list[LexborNode]) -> str:
-    """Non-empty paragraphs joined by one blank line (the site puts an empty <p> first)."""
-    return _paragraphs(nodes, breaks=True)
-
-
 def _text(node: LexborNode, breaks: bool) -> str:
-    """text_of; ``breaks=False`` when the document is known to hold no <br> to look for."""
+    """The node's text as published: entities decoded, the source's line breaks and indentation
+    folded to single spaces, <br> kept as a line break, everything else verbatim. ``breaks`` is
+    False when the document is known to hold no <br> to look for."""
     if breaks:
         for br in node.css("br"):
             br.insert_before(_BREAK)
@@ -147,6 +123,7 @@ def _text(node: LexborNode, breaks: bool) -> str:
 
 
 def _paragraphs(nodes: list[LexborNode], breaks: bool) -> str:
+    """Non-empty paragraphs joined by one blank line (the site puts an empty <p> first)."""
     return "\n\n".join(t for t in (_text(n, breaks) for n in nodes) if t)
 
 

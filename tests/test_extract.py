@@ -87,11 +87,10 @@ def test_text_is_decoded_and_otherwise_verbatim(html, text):
 def test_listed_lessons_pagination_and_next_link():
     items = item("a", "Walking, 2: b&#8217;s") + item("b", "Standing, breathing rotation")
     got = extract(page(items=items, pagenavi=PAGENAVI), URL, SELECTORS)
-    assert [(x.url, x.title) for x in got.listed] == [
-        ("https://movementality.se/video/a/", "Walking, 2: b\u2019s"),
-        ("https://movementality.se/video/b/", "Standing, breathing rotation"),
-    ]
-    assert got.listed[0].description == "Its description."
+    assert got.listed == (
+        "https://movementality.se/video/a/",
+        "https://movementality.se/video/b/",
+    )
     assert (got.page, got.page_count) == (1, 17)
     assert got.next_url == "https://movementality.se/video/dive-deeper-2/page/2/"
     assert got.page_urls == tuple(
