@@ -175,13 +175,6 @@ def extract_bs4(html: str, url: str, selectors: Selectors) -> ListingPage:
             br.insert_before(_BREAK)
         return _finish(node.get_text())
 
-    def attr(node, name: str) -> str | None:
-        value = node.get(name) if node is not None else None
-        return value.strip() if value else None
-
-    def paragraphs(nodes) -> str:
-        return "\n\n".join(t for t in map(text, nodes) if t)
-
     return _listing_page(
         url,
         selectors,
@@ -189,8 +182,6 @@ def extract_bs4(html: str, url: str, selectors: Selectors) -> ListingPage:
         select=soup.select,
         scoped_one=lambda node, css: node.select_one(css),
         text=text,
-        attr=attr,
-        paragraphs=paragraphs,
     )
 
 
@@ -246,13 +237,6 @@ def extract_lxml(html: str, url: str, selectors: Selectors) -> ListingPage:
             br.tail = _BREAK + (br.tail or "")
         return _finish(node.text_content())
 
-    def attr(node, name: str) -> str | None:
-        value = node.get(name) if node is not None else None
-        return value.strip() if value else None
-
-    def paragraphs(nodes) -> str:
-        return "\n\n".join(t for t in map(text, nodes) if t)
-
     return _listing_page(
         url,
         selectors,
@@ -260,12 +244,16 @@ def extract_lxml(html: str, url: str, selectors: Selectors) -> ListingPage:
         select=select,
         scoped_one=lambda node, css: select_one(css, node),
         text=text,
-        attr=attr,
-        paragraphs=paragraphs,
     )
 
 
 # -- shared shape ---------------------------------------------------------------------------------
+
+
+def _attr(node, name: str) -> str | None:
+    """An attribute, stripped: BS4 tags and lxml elements both answer ``.get``."""
+    value = node.get(name) if node is not None else None
+    return value.strip() if value else None
 
 
 def _finish(text: str) -> str:
@@ -273,11 +261,13 @@ def _finish(text: str) -> str:
     return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
 
 
-def _listing_page(
-    url, selectors, *, select_one, select, scoped_one, text, attr, paragraphs
-) -> ListingPage:
-    """pipeline.extract.extract's assembly, over another parser's select/text/attr."""
-    canonical = attr(select_one(selectors.canonical), "href")
+def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> ListingPage:
+    """pipeline.extract.extract's assembly, over another parser's select and text."""
+
+    def paragraphs(nodes) -> str:
+        return "\n\n".join(t for t in map(text, nodes) if t)
+
+    canonical = _attr(select_one(selectors.canonical), "href")
     canonical_url = urljoin(url, canonical) if canonical else None
     lesson = None
     title = select_one(selectors.title)
@@ -292,19 +282,19 @@ def _listing_page(
         )
     listed = []
     for item in select(selectors.listed_lesson):
-        href = attr(scoped_one(item, selectors.listed_link), "href")
+        href = _attr(scoped_one(item, selectors.listed_link), "href")
         if href:
             listed.append(urljoin(url, href))
     page = page_count = None
     pages_node = select_one(selectors.page_count)
     if pages_node is not None and (m := _PAGE_OF.search(text(pages_node))):
         page, page_count = int(m[1]), int(m[2])
-    next_href = attr(select_one(selectors.next_link), "href")
+    next_href = _attr(select_one(selectors.next_link), "href")
     page_urls = tuple(
         dict.fromkeys(
             urljoin(url, href)
             for node in select(selectors.page_links)
-            if (href := attr(node, "href"))
+            if (href := _attr(node, "href"))
         )
     )
     return ListingPage(
