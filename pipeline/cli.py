@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -11,19 +12,35 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from . import __version__
-from .config import DEFAULT_CONFIG, load_config
+from .config import DEFAULT_CONFIG, MAX_CONCURRENCY, load_config
 from .errors import ArchiveError, ConfigError, HealthCheckFailed, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
 from .lock import archive_lock
-from .runs import RunReport, crawl_into_archive
+from .runs import RunReport, crawl_into_archive, run_status
 from .store import DEFAULT_DB
 
 EXIT_INTERRUPTED = 130
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+# C0 and C1 controls but newline: an escape sequence in a title or URL must not reach the
+# terminal (or a log) as one.
+_CONTROLS = str.maketrans(
+    {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c != 0x0A}
+)
+
+
+def as_text(value: object) -> Text:
+    """Anything that may hold the site's or the archive's text, for printing as it is: never
+    read as rich markup, control characters shown escaped."""
+    return Text(str(value).translate(_CONTROLS))
+
+
+def say(console: Console, value: object) -> None:
+    console.print(as_text(value))
 
 
 class Command(click.Command):
@@ -33,7 +50,7 @@ class Command(click.Command):
         try:
             return super().invoke(ctx)
         except MicropauseError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(Text.assemble(("error:", "red"), " ", as_text(str(exc))))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted: the run is recorded as interrupted; nothing else changed")
@@ -119,10 +136,10 @@ def load(config_path: Path, start_urls, delay, concurrency):
     config = load_config(config_path)
     if start_urls:
         config = config.with_start_urls(tuple(start_urls))
-    if delay is not None and delay < 0:
-        raise ConfigError("--delay must be >= 0")
-    if concurrency is not None and concurrency < 1:
-        raise ConfigError("--concurrency must be at least 1")
+    if delay is not None and not (math.isfinite(delay) and delay >= 0):
+        raise ConfigError(f"--delay must be >= 0 and finite (seconds), not {delay}")
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     jitter = 0.0 if delay == 0 else None
     return config.with_politeness(delay=delay, jitter=jitter, concurrency=concurrency)
 
@@ -178,23 +195,27 @@ def print_summary(report: RunReport, db_path: Path) -> None:
     stats = result.stats
     failed = result.failed
     state = "complete" if result.complete else "INCOMPLETE"
-    out.print(
+    say(
+        out,
         f"run {report.run_id} {state} in {result.elapsed:.1f}s → {db_path}\n"
         f"  lessons: {counts.lessons_found} found, {counts.new} new, {counts.changed} changed, "
         f"{counts.removed} removed · programs: {counts.programs}\n"
         f"  pages: {result.fetched} fetched, "
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
         f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB",
-        highlight=False,
     )
     for page in failed[:10]:
-        out.print(f"  failed: {page.url}: {page.error}", highlight=False, soft_wrap=True)
+        say(out, f"  failed: {page.url}: {page.error}")
     if len(failed) > 10:
-        out.print(f"  … and {len(failed) - 10} more failed pages (see the pages table)")
+        say(out, f"  … and {len(failed) - 10} more failed pages (see the pages table)")
+    if result.anomalies:
+        say(out, f"  {result.anomalies} numbers out of range were read as absent (pages.warning)")
     if result.budget_exhausted:
-        out.print("  stopped at --max-pages: nothing was marked removed")
+        say(out, "  stopped at --max-pages: nothing was marked removed")
+    if result.deadline_passed:
+        say(out, "  stopped at politeness.max_run_seconds: nothing was marked removed")
     for failure in report.health:
-        out.print(f"  UNHEALTHY {failure}", highlight=False, soft_wrap=True)
+        say(out, f"  UNHEALTHY {failure}")
 
 
 out_option = click.option(
@@ -314,8 +335,8 @@ def fields(**values) -> str:
     for key, value in values.items():
         if value is None:
             continue
-        text = str(value)
-        if not text or any(c in text for c in ' "=\n\t'):
+        text = str(value).translate(_CONTROLS)
+        if not text or not text.isprintable() or any(c in text for c in ' "='):
             text = json.dumps(text, ensure_ascii=False)
         parts.append(f"{key}={text}")
     return " ".join(parts)
@@ -335,7 +356,7 @@ def log_run(report: RunReport) -> None:
                 error=page.error,
             ),
         )
-    status = "unhealthy" if report.health else "ok" if result.complete else "incomplete"
+    status = run_status(result, report.health)
     log.info(
         "run.finished %s",
         fields(

@@ -7,6 +7,7 @@ config fails loudly instead of silently falling back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -59,6 +60,12 @@ class Politeness:
     read_timeout: float = 30.0
     max_response_bytes: int = 5_000_000
     max_redirects: int = 5
+    # A robots.txt Crawl-delay above this many seconds ends the run before its second request:
+    # obeying it could keep a scheduled job asleep for a day.
+    max_crawl_delay: float = 30.0
+    # A run still crawling after this many seconds stops and is recorded as incomplete, so no
+    # mix of slow answers and retries keeps a scheduled job going forever.
+    max_run_seconds: float = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,8 @@ def _coerce(hint, value, key: str):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {key}: expected a finite number, got {value!r}")
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"config key {key}: expected {hint.__name__}, got {value!r}")
     return value
@@ -193,6 +202,8 @@ def _check(config: Config) -> None:
     retry = config.retry
     if retry.attempts < 1:
         raise ConfigError("config key retry.attempts: must be at least 1")
+    if retry.attempts > 20:
+        raise ConfigError("config key retry.attempts: at most 20")
     if min(retry.backoff_initial, retry.backoff_max, retry.retry_after_max) < 0:
         raise ConfigError("config key retry: backoff and Retry-After caps must be >= 0")
     for fraction in ("max_lesson_drop", "max_failed_pages", "max_empty_descriptions"):
@@ -200,13 +211,21 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config key health.{fraction}: must be between 0 and 1")
 
 
+# More requests in flight than this is no longer a polite crawl of one host, whatever the site.
+MAX_CONCURRENCY = 32
+
+
 def _check_politeness(p: Politeness, where: str) -> None:
-    if p.delay < 0 or p.jitter < 0:
-        raise ConfigError(f"{where} delay/jitter: must be >= 0")
-    if p.concurrency < 1:
-        raise ConfigError(f"{where} concurrency: must be at least 1")
-    if p.connect_timeout <= 0 or p.read_timeout <= 0:
-        raise ConfigError(f"{where} timeouts: must be > 0")
+    seconds = ("delay", "jitter", "connect_timeout", "read_timeout")
+    for name in (*seconds, "max_crawl_delay", "max_run_seconds"):
+        if not math.isfinite(getattr(p, name)):
+            raise ConfigError(f"{where} {name}: must be a finite number of seconds")
+    if p.delay < 0 or p.jitter < 0 or p.max_crawl_delay < 0:
+        raise ConfigError(f"{where} delay/jitter/max_crawl_delay: must be >= 0")
+    if not 1 <= p.concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(f"{where} concurrency: must be between 1 and {MAX_CONCURRENCY}")
+    if p.connect_timeout <= 0 or p.read_timeout <= 0 or p.max_run_seconds <= 0:
+        raise ConfigError(f"{where} timeouts and max_run_seconds: must be > 0")
     if p.max_response_bytes < 1 or p.max_redirects < 0:
         raise ConfigError(f"{where} max_response_bytes/max_redirects: out of range")
     if not p.user_agent.strip():

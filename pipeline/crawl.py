@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -21,11 +22,17 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import Config
-from .errors import FetchError, SiteUnreachable
-from .extract import ListingPage, RawLesson, extract
+from .errors import ArchiveWriteError, FetchError, SiteUnreachable
+from .extract import ListingPage, RawLesson, bounded_page, extract
 from .fetch import Fetched, Fetcher, FetchStats
 
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+# Whitespace and control characters are never part of a URL (a browser strips or rejects
+# them); a link holding one is not followed.
+_NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f-\x9f]")
+log = logging.getLogger("micropause.crawl")
+# Listing pages queued ahead of the last one fetched: enough to keep every worker busy.
+LOOKAHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,9 @@ class PageRecord:
     fetched_at: str | None = None
     listed: int | None = None  # lessons found in the page's listing
     error: str | None = None
+    # What was odd about a page that was still read: a charset fallback, replaced bytes, a
+    # number out of range.
+    warning: str | None = None
 
 
 @dataclass
@@ -66,6 +76,10 @@ class CrawlResult:
     disallowed: set[str] = field(default_factory=set)
     # Lesson pages whose title selector found nothing: the theme changed (a health check).
     untitled: set[str] = field(default_factory=set)
+    # Numbers on pages that were out of range and read as absent.
+    anomalies: int = 0
+    # The run went on longer than politeness.max_run_seconds and was stopped.
+    deadline_passed: bool = False
     elapsed: float = 0.0
 
     @property
@@ -80,7 +94,7 @@ class CrawlResult:
     @property
     def complete(self) -> bool:
         """Every URL the run discovered was fetched and none finally failed."""
-        return not self.budget_exhausted and not self.failed
+        return not self.budget_exhausted and not self.deadline_passed and not self.failed
 
     @property
     def lesson_urls(self) -> set[str]:
@@ -100,15 +114,23 @@ class Scope:
 
     def canonical(self, url: str) -> str | None:
         """The one spelling of an in-scope lesson or listing URL, or None if out of scope:
-        no query or fragment, a trailing slash, and page 1 of a listing is the lesson itself."""
-        parts = urlsplit(self.rebase(url))
+        no query or fragment, a trailing slash, and page 1 of a listing is the lesson itself.
+        A listing page numbered past MAX_LISTING_PAGES is out of scope."""
+        if _NOT_IN_URLS.search(url):
+            return None
+        try:
+            parts = urlsplit(self.rebase(url))
+        except ValueError:  # e.g. an unclosed "[" where an IPv6 host would be
+            return None
         if (parts.scheme, parts.netloc) != self._origin:
             return None
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
         if not any(path.startswith(p) for p in self.config.scope.path_prefixes):
             return None
         listing = self._listing_path.match(path)
-        if listing and int(listing["page"]) == 1:
+        if listing and (page := bounded_page(listing["page"])) is None:
+            return None
+        if listing and page == 1:
             path = path[: listing.start("page")].removesuffix("page/")
         if not (self._lesson_path.match(path) or self._listing_path.match(path)):
             return None
@@ -122,6 +144,11 @@ class Scope:
             path = path[: listing.start("page")].removesuffix("page/")
         return urlunsplit((*self._origin, f"{path}page/{n}/" if n > 1 else path, "", ""))
 
+    def page_number(self, url: str) -> int:
+        """Which page of its listing ``url`` is: 1 for the lesson itself."""
+        listing = self._listing_path.match(urlsplit(url).path)
+        return (bounded_page(listing["page"]) or 1) if listing else 1
+
     def kind(self, url: str) -> str | None:
         path = urlsplit(url).path
         if self._lesson_path.match(path):
@@ -131,15 +158,30 @@ class Scope:
         return None
 
     def on_host(self, url: str) -> bool:
-        return urlsplit(url).netloc == self._origin[1]
+        try:
+            return not _NOT_IN_URLS.search(url) and urlsplit(url).netloc == self._origin[1]
+        except ValueError:
+            return False
 
     def rebase(self, url: str) -> str:
         """Links to the configured site's own host point at the host being crawled, so a local
         copy or mirror whose pages still say https://movementality.se/ is crawled in place."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return url
         if parts.netloc == self._site_host and parts.netloc != self._origin[1]:
             return urlunsplit((*self._origin, parts.path, parts.query, parts.fragment))
         return url
+
+
+def lesson_of(page: ListingPage, scope: Scope) -> RawLesson | None:
+    """A lesson page's own lesson under its canonical URL (the page's rel=canonical, else the
+    URL it was fetched from), or None when the page shows no titled lesson in scope."""
+    if page.lesson is None or not page.lesson.title:
+        return None
+    canonical = scope.canonical(page.lesson.url) or scope.canonical(page.url)
+    return replace(page.lesson, url=canonical) if canonical is not None else None
 
 
 Progress = Callable[[int, int, int], None]  # pages done, pages known, pages failed
@@ -172,10 +214,33 @@ class Crawl:
         # show lessons it does not know; the rest of each listing is deferred (see _drain).
         self._recrawl = any(page.kind == "lesson" for page in self.known.values())
         self._deferred: list[tuple[str, int, int]] = []  # listing, first page, last page
+        # Listings (by their page 1) being walked to the end, and their last page.
+        self._walked: dict[str, int] = {}
         self.result = CrawlResult(lessons={}, pages={}, stats=fetcher.stats)
 
     async def run(self) -> CrawlResult:
+        """Crawl until the frontier is empty or the run's deadline passes. One page's error is
+        that page's failure; an error writing the archive (ArchiveWriteError) ends the run."""
         began = time.monotonic()
+        try:
+            async with asyncio.timeout(self.config.politeness.max_run_seconds):
+                await self._crawl()
+        except TimeoutError:
+            self.result.deadline_passed = True
+            log.warning(
+                "run.deadline passed after %ss (politeness.max_run_seconds): stopped",
+                self.config.politeness.max_run_seconds,
+            )
+        self.result.elapsed = time.monotonic() - began
+        if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
+            reasons = {p.error for p in self.result.failed}
+            raise SiteUnreachable(
+                f"nothing could be fetched from {self.config.host}: "
+                + ("; ".join(sorted(r for r in reasons if r))[:300] or "no pages")
+            )
+        return self.result
+
+    async def _crawl(self) -> None:
         try:
             robots = await self.fetcher.load_robots(self.config.site.start_urls[0])
         except FetchError as exc:
@@ -189,23 +254,19 @@ class Crawl:
         for url, known in self.known.items():
             if known.kind in ("lesson", "sitemap"):
                 await self._enqueue(url, known.kind)
-        workers = [
-            asyncio.create_task(self._worker()) for _ in range(self.config.politeness.concurrency)
-        ]
+        # A worker that dies (only an ArchiveWriteError or a bug can end one) cancels the
+        # others and the drain, and its error ends the run: the queue is never left waiting.
         try:
-            await self._drain()
-        finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        self.result.elapsed = time.monotonic() - began
-        if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
-            reasons = {p.error for p in self.result.failed}
-            raise SiteUnreachable(
-                f"nothing could be fetched from {self.config.host}: "
-                + ("; ".join(sorted(r for r in reasons if r))[:300] or "no pages")
-            )
-        return self.result
+            async with asyncio.TaskGroup() as workers:
+                tasks = [
+                    workers.create_task(self._worker())
+                    for _ in range(self.config.politeness.concurrency)
+                ]
+                await self._drain()
+                for task in tasks:
+                    task.cancel()
+        except BaseExceptionGroup as group:
+            raise _first(group) from None
 
     async def _drain(self) -> None:
         """Fetch until the frontier is empty. Listing pages deferred by a re-crawl are walked
@@ -217,7 +278,8 @@ class Crawl:
             if not deferred or self._sitemap_read():
                 return
             for listing, first, last in deferred:
-                for n in range(first, last + 1):
+                self._walked[self.scope.listing_page(listing, 1)] = last
+                for n in range(first, min(first + LOOKAHEAD - 1, last) + 1):
                     await self._enqueue(self.scope.listing_page(listing, n), "listing")
 
     def _sitemap_read(self) -> bool:
@@ -234,9 +296,16 @@ class Crawl:
             url, kind = await self._queue.get()
             try:
                 await self._visit(url, kind)
+            except ArchiveWriteError:
+                raise
+            except Exception as exc:
+                # Whatever one page does to fetch, capture, extract or the frontier, it is that
+                # page's failure: recorded, and the run is incomplete (nothing marked removed).
+                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                self.result.pages[url].error = error[:1000]
+                log.warning("page.failed url=%r error=%r", url, error[:300])
             finally:
                 self._done += 1
-                # Counted as pages finish rather than recounted per page: that was quadratic.
                 self._failed += self.result.pages[url].error is not None
                 self._queue.task_done()
                 if self.progress is not None:
@@ -266,6 +335,8 @@ class Crawl:
             record.etag, record.last_modified = known.etag, known.last_modified
             if kind == "lesson":
                 self.result.not_modified.add(url)
+            elif (last := self._walked.get(self.scope.listing_page(url, 1))) is not None:
+                await self._walk_on(url, self.scope.page_number(url), last)
             return
         record.etag = response.header("etag")
         record.last_modified = response.header("last-modified")
@@ -286,17 +357,19 @@ class Crawl:
         if not response.is_html:
             record.error = f"unexpected content type {response.content_type or 'none'}"
             return
-        # The fetcher only hands on an HTML body that decodes (it retries one that does not).
-        page = extract(response.text(), response.url, self.config.selectors)
+        decoded = response.decode()
+        page = extract(decoded.text, response.url, self.config.selectors)
         record.listed = len(page.listed)
+        warnings = [w for w in (decoded.fallback, *page.anomalies) if w]
+        self.result.anomalies += len(page.anomalies)
+        record.warning = "; ".join(warnings)[:1000] or None
         await self._follow(page, kind)
 
     async def _follow(self, page: ListingPage, kind: str) -> None:
-        if kind == "lesson" and page.lesson is not None and page.lesson.title:
-            canonical = self.scope.canonical(page.lesson.url) or self.scope.canonical(page.url)
-            if canonical is not None:
-                self.result.lessons[canonical] = replace(page.lesson, url=canonical)
-        elif kind == "lesson":
+        lesson = lesson_of(page, self.scope) if kind == "lesson" else None
+        if lesson is not None:
+            self.result.lessons[lesson.url] = lesson
+        elif kind == "lesson" and not (page.lesson and page.lesson.title):
             self.result.untitled.add(self.scope.canonical(page.url) or page.url)
         listed = [url for link in page.listed if (url := self.scope.canonical(link))]
         for url in listed:
@@ -304,7 +377,7 @@ class Crawl:
         base = self.scope.canonical(page.url)
         if base is None:
             return
-        if self._recrawl:
+        if self._recrawl and self.scope.listing_page(base, 1) not in self._walked:
             # A listing is newest first: lessons published since the last run are at its top.
             # Read on only while a page still shows a lesson the archive does not know.
             if page.page and page.page_count and page.page < page.page_count:
@@ -315,14 +388,24 @@ class Crawl:
                 else:
                     self._deferred.append((base, page.page + 1, page.page_count))
             return
-        # Page 1 says how many pages the listing has: enqueue them all at once rather than
-        # following "next" one by one, so the pages of one listing are fetched in parallel.
-        if kind == "lesson" and page.page_count:
-            for n in range(2, page.page_count + 1):
-                await self._enqueue(self.scope.listing_page(base, n), "listing")
+        # "Page N of M" says how many pages the listing has: the next LOOKAHEAD pages are
+        # queued at once rather than by following "next" one by one, so the pages of one
+        # listing are fetched in parallel, and each page fetched queues the one LOOKAHEAD
+        # further. The queue grows with the pages fetched, never with what a page claims.
+        if page.page and page.page_count:
+            if kind == "lesson":
+                for n in range(2, min(1 + LOOKAHEAD, page.page_count) + 1):
+                    await self._enqueue(self.scope.listing_page(base, n), "listing")
+            else:
+                await self._walk_on(base, page.page, page.page_count)
         for url in (*page.page_urls, page.next_url):
             if url:
                 await self._enqueue(url, "listing")
+
+    async def _walk_on(self, url: str, page: int, last: int) -> None:
+        """Page ``page`` of a listing walked to its end was read: queue the page LOOKAHEAD on."""
+        if page + LOOKAHEAD <= last:
+            await self._enqueue(self.scope.listing_page(url, page + LOOKAHEAD), "listing")
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
@@ -355,6 +438,16 @@ class Crawl:
             return
         self.result.pages[url] = PageRecord(url=url, kind=kind)
         self._queue.put_nowait((url, kind))
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The error that ended a group of workers: the archive's own failure first."""
+    leaves = []
+    pending = [group]
+    while pending:
+        for exc in pending.pop().exceptions:
+            (pending if isinstance(exc, BaseExceptionGroup) else leaves).append(exc)
+    return next((e for e in leaves if isinstance(e, ArchiveWriteError)), leaves[0])
 
 
 def crawl(

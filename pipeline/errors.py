@@ -22,11 +22,25 @@ class FetchError(MicropauseError):
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
-        self.status = status
+        self.status = status  # the HTTP status of the last answer, when there was one
 
 
 class SiteUnreachable(MicropauseError):
     """The site could not be reached at all: the run failed and the archive is unchanged."""
+
+    exit_code = 2
+
+
+class CrawlRefused(MicropauseError):
+    """The site's robots.txt forbids the crawl, or asks for more than the configuration allows
+    (a Crawl-delay above politeness.max_crawl_delay): nothing was crawled."""
+
+    exit_code = 2
+
+
+class ArchiveWriteError(MicropauseError):
+    """The archive itself cannot be written (disk full, database locked or corrupt): the run
+    stopped at once and its writes were rolled back."""
 
     exit_code = 2
 

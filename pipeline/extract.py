@@ -19,7 +19,10 @@ from .config import Selectors
 # holds one becomes a single space. Runs of plain spaces are kept ("Socks are  ok" is how the
 # author typed it), and so is a no-break space (&nbsp;).
 _SOURCE_LAYOUT = re.compile(r"[ \t\n\r\f]*[\t\n\r\f][ \t\n\r\f]*")
-_PAGE_OF = re.compile(r"(\d+)\s+of\s+(\d+)")
+_PAGE_OF = re.compile(r"([0-9]+)\s+of\s+([0-9]+)")
+# A listing longer than this is not believed: "Page 1 of 1000000" would size the crawl's
+# frontier. 10 000 pages of 10 lessons is well past any lesson site.
+MAX_LISTING_PAGES = 10_000
 # Stands in for <br> while whitespace is collapsed, then becomes a newline.
 _BREAK = "\ue000"
 _AROUND_BREAK = re.compile(r" ?\ue000 ?")
@@ -54,6 +57,8 @@ class ListingPage:
     page_count: int | None
     next_url: str | None
     page_urls: tuple[str, ...]
+    # What the page said that could not be believed (a number out of range): read as absent.
+    anomalies: tuple[str, ...] = ()
 
 
 def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
@@ -83,9 +88,13 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
             listed.append(_join(url, href))
 
     page = page_count = None
+    anomalies = []
     pages_node = tree.css_first(selectors.page_count)
     if pages_node is not None and (m := _PAGE_OF.search(pages_node.text())):
-        page, page_count = int(m[1]), int(m[2])
+        page, page_count = bounded_page(m[1]), bounded_page(m[2])
+        if page is None or page_count is None or page > page_count:
+            anomalies.append(f"page count out of range: {m[0][:80]!r}")
+            page = page_count = None
     next_href = _attr(tree.css_first(selectors.next_link), "href")
     page_urls = tuple(
         dict.fromkeys(
@@ -103,7 +112,17 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
         page_count=page_count,
         next_url=_join(url, next_href) if next_href else None,
         page_urls=page_urls,
+        anomalies=tuple(anomalies),
     )
+
+
+def bounded_page(digits: str) -> int | None:
+    """A page number from the site (ASCII digits), or None if it is not 1..MAX_LISTING_PAGES.
+    The length is checked first, so a thousand-digit number is never even converted."""
+    if not digits or len(digits) > len(str(MAX_LISTING_PAGES)):
+        return None
+    number = int(digits)
+    return number if 1 <= number <= MAX_LISTING_PAGES else None
 
 
 def _text(node: LexborNode, breaks: bool) -> str:

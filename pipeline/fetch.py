@@ -11,7 +11,7 @@ import asyncio
 import random
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -21,11 +21,14 @@ from protego import Protego
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from .config import Config
-from .errors import FetchError
+from .decode import Decoded, decode_html
+from .errors import CrawlRefused, FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _TEXT_TYPES = HTML_TYPES | {"application/xml", "text/xml"}
+# RFC 9309 §2.5: a crawler must parse at least 500 KiB of robots.txt and may ignore the rest.
+ROBOTS_MAX_BYTES = 500 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +57,9 @@ class Fetched:
     def is_html(self) -> bool:
         return self.content_type in HTML_TYPES
 
-    def text(self) -> str:
-        """The body decoded strictly: invalid bytes are a broken response, not content."""
-        charset = "utf-8"
-        for param in (self.header("content-type") or "").split(";")[1:]:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "charset" and value.strip():
-                charset = value.strip().strip('"')
-        return self.body.decode(charset)
+    def decode(self) -> Decoded:
+        """The body as text, decoded as a browser would (see ``decode``): never raises."""
+        return decode_html(self.body, self.header("content-type"))
 
 
 @dataclass
@@ -73,18 +71,40 @@ class FetchStats:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.status = status
+
+
+class Pacer:
+    """Spaces the starts of requests to one host by ``delay`` seconds plus up to ``jitter``."""
+
+    def __init__(self, delay: float, jitter: float, rng: random.Random):
+        self.delay = delay
+        self.jitter = jitter
+        self._rng = rng
+        self._next_start = 0.0
+
+    async def turn(self) -> float:
+        """Wait for this request's turn; returns the loop time it was given."""
+        loop = asyncio.get_running_loop()
+        # Reserved before sleeping, with no await in between: concurrent callers are given
+        # successive turns, never the same one.
+        now = loop.time()
+        start = max(now, self._next_start)
+        jitter = self._rng.uniform(0, self.jitter) if self.delay else 0.0
+        self._next_start = start + self.delay + jitter
+        if start > now:
+            await asyncio.sleep(start - now)
+        return start
 
 
 @dataclass
 class _Host:
     slots: asyncio.Semaphore
-    delay: float
-    next_start: float = 0.0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pacer: Pacer
     robots: Protego | None = None
 
 
@@ -125,35 +145,54 @@ class Fetcher:
         await self._client.aclose()
 
     def in_site(self, url: str) -> bool:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed "[" where an IPv6 host would be
+            return False
         return parts.scheme in ("http", "https") and parts.netloc == self.config.host
 
     async def load_robots(self, url: str) -> Protego:
         """Fetch and parse the host's robots.txt once. A missing file allows everything; a
-        server error disallows everything (RFC 9309 §2.3.1.4); no answer at all raises."""
+        server error or a redirect off the site forbids the crawl (RFC 9309 §2.3.1), and so
+        does a Crawl-delay above politeness.max_crawl_delay; no answer at all raises
+        FetchError."""
         host = self._host(url)
         if host.robots is None:
             parts = urlsplit(url)
             robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
-            response = await self._get_with_retries(robots_url, {})
-            for _hop in range(self.politeness.max_redirects):
-                location = response.header("location")
-                if response.status not in _REDIRECTS or not location:
-                    break
-                robots_url = urljoin(robots_url, location)
-                if not self.in_site(robots_url):
-                    break
-                response = await self._get_with_retries(robots_url, {})
+            try:
+                response = await self._follow_redirects(robots_url, {}, robots=True)
+            except FetchError as exc:
+                if exc.status is None or exc.status < 500:
+                    raise
+                raise CrawlRefused(
+                    f"{robots_url} answered {exc.reason}: while robots.txt cannot be read "
+                    "the crawl is not allowed (RFC 9309)"
+                ) from None
+            if response.status in _REDIRECTS:
+                target = urljoin(response.url, response.header("location") or "")
+                raise CrawlRefused(
+                    f"{robots_url} redirects off the site ({target}): robots.txt cannot be "
+                    "read, so the crawl is not allowed"
+                )
+            if response.status >= 500:
+                raise CrawlRefused(
+                    f"{robots_url} answered HTTP {response.status}: while robots.txt cannot be "
+                    "read the crawl is not allowed (RFC 9309)"
+                )
+            text = ""
             if response.status == 200:
-                text = response.body.decode("utf-8", "replace")
-            elif 400 <= response.status < 500:
-                text = ""
-            else:
-                text = "User-agent: *\nDisallow: /\n"
+                text = response.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")
             host.robots = Protego.parse(text)
             crawl_delay = host.robots.crawl_delay(self.politeness.user_agent)
+            if crawl_delay and crawl_delay > self.politeness.max_crawl_delay:
+                raise CrawlRefused(
+                    f"{robots_url} asks for Crawl-delay: {crawl_delay:g} s, more than "
+                    f"politeness.max_crawl_delay = {self.politeness.max_crawl_delay:g} s; "
+                    "nothing was crawled (raise the setting to crawl this slowly)"
+                )
             if crawl_delay:
-                host.delay = max(host.delay, float(crawl_delay))
+                host.pacer.delay = max(host.pacer.delay, float(crawl_delay))
         return host.robots
 
     async def allowed(self, url: str) -> bool:
@@ -169,23 +208,39 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        if not self.in_site(url):
+            raise FetchError(url, "not on the site being crawled")
+        response = await self._follow_redirects(url, headers)
+        if response.status in _REDIRECTS and response.header("location"):
+            target = urljoin(response.url, response.header("location") or "")
+            raise FetchError(url, f"redirect leaves the site: {target}")
+        if response.status == 304:
+            self.stats.not_modified += 1
+        return response
+
+    async def _follow_redirects(
+        self, url: str, headers: dict[str, str], *, robots: bool = False
+    ) -> Fetched:
+        """The response at the end of ``url``'s same-site redirects. A redirect off the site
+        is returned as it is, for the caller to judge; robots.txt itself is not subject to
+        robots rules."""
         current = url
         for _hop in range(self.politeness.max_redirects + 1):
-            if not self.in_site(current):
-                raise FetchError(url, f"redirect leaves the site: {current}")
-            if not await self.allowed(current):
+            if not robots and not await self.allowed(current):
                 raise FetchError(url, f"disallowed by robots.txt: {current}")
-            response = await self._get_with_retries(current, headers)
+            response = await self._get_with_retries(current, headers, robots=robots)
             location = response.header("location")
-            if response.status in _REDIRECTS and location:
-                current = urljoin(current, location)
-                continue
-            if response.status == 304:
-                self.stats.not_modified += 1
-            return response
+            if response.status not in _REDIRECTS or not location:
+                return response
+            target = urljoin(current, location)
+            if not self.in_site(target):
+                return response
+            current = target
         raise FetchError(url, f"more than {self.politeness.max_redirects} redirects")
 
-    async def _get_with_retries(self, url: str, headers: dict[str, str]) -> Fetched:
+    async def _get_with_retries(
+        self, url: str, headers: dict[str, str], *, robots: bool = False
+    ) -> Fetched:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=self._wait,
@@ -198,11 +253,12 @@ class Fetcher:
                     number = attempt.retry_state.attempt_number
                     if number > 1:
                         self.stats.retries += 1
-                    response = await self._attempt(url, headers)
+                    final = number >= self.retry.attempts
+                    response = await self._attempt(url, headers, final=final, robots=robots)
                     return replace(response, attempts=number)
         except _Retryable as exc:
             raise FetchError(
-                url, f"{exc.reason} (gave up after {self.retry.attempts} attempts)"
+                url, f"{exc.reason} (gave up after {self.retry.attempts} attempts)", exc.status
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -213,10 +269,12 @@ class Fetcher:
         backoff = self.retry.backoff_initial * 2 ** (state.attempt_number - 1)
         return min(backoff, self.retry.backoff_max) * (0.5 + self._rng.random() / 2)
 
-    async def _attempt(self, url: str, headers: dict[str, str]) -> Fetched:
+    async def _attempt(
+        self, url: str, headers: dict[str, str], *, final: bool, robots: bool
+    ) -> Fetched:
         host = self._host(url)
         async with host.slots:
-            await self._wait_turn(host)
+            await host.pacer.turn()
             self.stats.requests += 1
             try:
                 # httpx's read timeout is per read; a server dripping bytes could hold a slot
@@ -224,38 +282,44 @@ class Fetcher:
                 async with asyncio.timeout(
                     self.politeness.connect_timeout + 2 * self.politeness.read_timeout
                 ):
-                    response = await self._exchange(url, headers)
+                    response = await self._exchange(url, headers, robots=robots)
             except (httpx.TransportError, TimeoutError) as exc:
                 raise _Retryable(_describe(exc)) from None
         if self.on_response is not None:
             self.on_response(response)
         if response.status in self.retry.statuses:
             raise _Retryable(
-                f"HTTP {response.status}", _retry_after(response.header("retry-after"))
+                f"HTTP {response.status}",
+                _retry_after(response.header("retry-after")),
+                status=response.status,
             )
-        if response.status == 200 and response.content_type in _TEXT_TYPES:
-            # A body that does not decode was corrupted on the way (seen as a retry curing it);
-            # it is never handed on to be parsed as if it were the page.
-            try:
-                response.text()
-            except (UnicodeDecodeError, LookupError) as exc:
-                raise _Retryable(f"undecodable body: {exc}") from None
+        if response.status == 200 and response.is_html and not final:
+            # Invalid bytes in a page are usually corruption on the way (a retry cures it);
+            # only the last attempt's body is kept with them replaced.
+            decoded = response.decode()
+            if decoded.replaced:
+                raise _Retryable(f"undecodable body: {decoded.fallback}")
         return response
 
-    async def _exchange(self, url: str, headers: dict[str, str]) -> Fetched:
+    async def _exchange(self, url: str, headers: dict[str, str], *, robots: bool) -> Fetched:
         cap = self.politeness.max_response_bytes
+        if robots:
+            # Only a prefix is read, so it has to arrive uncompressed.
+            headers = {**headers, "Accept-Encoding": "identity"}
         async with self._client.stream("GET", url, headers=headers) as response:
             declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > cap:
+            if not robots and declared and declared.isdigit() and int(declared) > cap:
                 raise FetchError(url, f"response too large: {declared} bytes (cap {cap})")
             chunks, size = [], 0
             # Raw bytes, as they crossed the wire: captures keep them so, and the cap counts them
             # before anything is decompressed.
             async for chunk in response.aiter_raw():
                 size += len(chunk)
+                chunks.append(chunk)
+                if robots and size >= ROBOTS_MAX_BYTES:
+                    break
                 if size > cap:
                     raise FetchError(url, f"response too large: over {cap} bytes")
-                chunks.append(chunk)
             self.stats.bytes += size
             raw = b"".join(chunks)
             encoding = response.headers.get("content-encoding", "").strip().lower()
@@ -270,23 +334,12 @@ class Fetcher:
                 raw=raw,
             )
 
-    async def _wait_turn(self, host: _Host) -> None:
-        """Space request starts on a host by the delay plus jitter."""
-        loop = asyncio.get_running_loop()
-        async with host.lock:
-            now = loop.time()
-            start = max(now, host.next_start)
-            jitter = self._rng.uniform(0, self.politeness.jitter) if host.delay else 0.0
-            host.next_start = start + host.delay + jitter
-        if start > now:
-            await asyncio.sleep(start - now)
-
     def _host(self, url: str) -> _Host:
         netloc = urlsplit(url).netloc
         if netloc not in self._hosts:
             self._hosts[netloc] = _Host(
                 slots=asyncio.Semaphore(self.politeness.concurrency),
-                delay=self.politeness.delay,
+                pacer=Pacer(self.politeness.delay, self.politeness.jitter, self._rng),
             )
         return self._hosts[netloc]
 
@@ -300,12 +353,17 @@ def _decompress(url: str, raw: bytes, encoding: str, cap: int) -> bytes:
     # "deflate" is meant to be zlib-wrapped, but some servers send it raw.
     choices = [16 + zlib.MAX_WBITS] if "gzip" in encoding else [zlib.MAX_WBITS, -zlib.MAX_WBITS]
     for wbits in choices:
+        inflater = zlib.decompressobj(wbits)
         try:
-            body = zlib.decompressobj(wbits).decompress(raw, cap + 1)
+            body = inflater.decompress(raw, cap + 1)
         except zlib.error:
             continue
         if len(body) > cap:
             raise FetchError(url, f"response too large: inflates past {cap} bytes")
+        if not inflater.eof:
+            # The stream stops before its end: the body was cut short on the way, exactly like
+            # a short Content-Length, however complete the HTTP exchange looked.
+            raise _Retryable(f"truncated {encoding} body ({len(raw)} bytes)")
         return body
     raise _Retryable(f"corrupt {encoding} body")
 

@@ -37,8 +37,8 @@ def check_health(
     """The checks this run fails, in CHECKS order; empty when healthy.
 
     ``baseline`` is the number of lessons the last complete, healthy run found (None before
-    the first one). A run stopped by its page budget is partial by choice, so it is not held
-    to the baseline.
+    the first one). A run stopped by its page budget (or its deadline) is partial by choice, so
+    it is not held to the baseline.
     """
     failures = []
     # Every lesson page of the site is also page 1 of a "You may also like" listing of other
@@ -79,7 +79,7 @@ def check_health(
             )
         )
     found = len(result.lesson_urls)
-    if baseline and not result.budget_exhausted:
+    if baseline and not (result.budget_exhausted or result.deadline_passed):
         drop = (baseline - found) / baseline
         if drop > thresholds.max_lesson_drop:
             failures.append(

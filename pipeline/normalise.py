@@ -22,8 +22,12 @@ from .extract import RawLesson
 
 # Greedy program group: the split happens at the last ", <n>:" in the title.
 _NUMBERED_TITLE = re.compile(
-    r"^(?P<program>.*\S)\s*,\s*(?P<part>\d+)\s*:\s*(?P<subtitle>.*)$", re.S
+    r"^(?P<program>.*\S)\s*,\s*(?P<part>[0-9]+)\s*:\s*(?P<subtitle>.*)$", re.S
 )
+# A number above this after the last comma is not a part ("Prog, 20240601: …" is a date): the
+# title is read as a standalone lesson. It also bounds parts_missing, which lists the gaps from
+# 1 to a program's highest part: never more than MAX_PART - 1 numbers.
+MAX_PART = 1000
 _FOLD_CHARS = str.maketrans(
     {
         **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
@@ -42,6 +46,7 @@ class Title:
     program: str | None
     part: int | None
     subtitle: str | None
+    anomaly: str | None = None  # a part number out of range, read as no part at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class Lesson:
     description: str
     author: str | None
     published: str | None  # ISO date
+    anomaly: str | None = None  # what in the title could not be believed (see split_title)
 
     @property
     def content_hash(self) -> str:
@@ -74,12 +80,18 @@ class Program:
 
 
 def split_title(title: str) -> Title:
-    """``"Neck, shoulders and upper back, 3: relax"`` → program, 3, subtitle; a title without
-    ``, <n>:`` is a standalone lesson and comes back whole as the subtitle-less title."""
+    """``"Neck, shoulders and upper back, 3: relax"`` → program, 3, subtitle. A title without
+    ``, <n>:``, or whose n is not 1..MAX_PART, is a standalone lesson: no program, part or
+    subtitle (the title itself stays the lesson's title)."""
     m = _NUMBERED_TITLE.match(title)
     if m is None:
         return Title(program=None, part=None, subtitle=None)
-    return Title(program=m["program"], part=int(m["part"]), subtitle=m["subtitle"] or None)
+    digits = m["part"]
+    part = int(digits) if len(digits) <= len(str(MAX_PART)) else None
+    if part is None or not 1 <= part <= MAX_PART:
+        shown = digits if len(digits) <= 20 else f"{digits[:20]}… ({len(digits)} digits)"
+        return Title(None, None, None, anomaly=f"part number {shown} out of range 1..{MAX_PART}")
+    return Title(program=m["program"], part=part, subtitle=m["subtitle"] or None)
 
 
 def fold(text: str) -> str:
@@ -122,6 +134,7 @@ def normalise(raw: RawLesson) -> Lesson:
         description=raw.description,
         author=raw.author,
         published=parse_date(raw.published),
+        anomaly=title.anomaly,
     )
 
 

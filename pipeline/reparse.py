@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 
 from .captures import read_responses
 from .config import Config
-from .crawl import Scope
+from .crawl import Scope, lesson_of
+from .decode import decode_html
 from .errors import ArchiveError
 from .extract import RawLesson, extract
-from .fetch import Fetched
+from .fetch import HTML_TYPES
 from .normalise import normalise
 from .runs import captures_dir
 from .store import (
@@ -43,6 +44,7 @@ def lessons_from_captures(config: Config, directory: Path) -> tuple[dict[str, Ra
     """The newest capture of each lesson page, extracted exactly as a crawl extracts it."""
     lessons: dict[str, RawLesson] = {}
     scopes: dict[str, Scope] = {}
+    clean: set[str | None] = set()
     read = 0
     for captured in read_responses(directory):
         read += 1
@@ -52,29 +54,21 @@ def lessons_from_captures(config: Config, directory: Path) -> tuple[dict[str, Ra
         scope = scopes.get(host) or scopes.setdefault(host, Scope(config, captured.url))
         if scope.kind(captured.url) != "lesson":
             continue
-        page = Fetched(
-            url=captured.url,
-            status=captured.status,
-            headers=tuple(captured.headers),
-            body=captured.body,
-            request_headers=(),
-            http_version="HTTP/1.1",
-            fetched_at=captured.date,
-        )
-        if not page.is_html:
+        content_type = next((v for k, v in captured.headers if k.lower() == "content-type"), "")
+        if content_type.split(";")[0].strip().lower() not in HTML_TYPES:
             continue
-        try:
-            html = page.text()
-        except (UnicodeDecodeError, LookupError):
-            # Captures keep every response, including a corrupted one the crawl then retried:
-            # it is skipped here as the crawl skipped it, and an earlier good capture stands.
+        decoded = decode_html(captured.body, content_type)
+        page_url = scope.canonical(captured.url)
+        # Captures keep every response, including a corrupted one the crawl then retried: a
+        # body with replaced bytes is used only while no clean capture of the page exists.
+        if decoded.replaced and page_url in clean:
             continue
-        listing = extract(html, captured.url, config.selectors)
-        if listing.lesson is None or not listing.lesson.title:
-            continue
-        url = scope.canonical(listing.lesson.url) or scope.canonical(captured.url)
-        if url is not None:
-            lessons[url] = replace(listing.lesson, url=url)
+        listing = extract(decoded.text, captured.url, config.selectors)
+        lesson = lesson_of(listing, scope)
+        if lesson is not None:
+            lessons[lesson.url] = lesson
+            if not decoded.replaced:
+                clean.add(page_url)
     return lessons, read
 
 

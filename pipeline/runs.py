@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from .captures import CaptureWriter
 from .config import Config
 from .crawl import CrawlResult, KnownPage, Progress, crawl
-from .errors import HealthCheckFailed
+from .errors import ArchiveWriteError, HealthCheckFailed
 from .health import EMPTY_DESCRIPTIONS, HealthFailure, check_health
 from .normalise import normalise
 from .store import RunCounts, earlier_captures, open_archive, recorded_run, save_run
@@ -54,6 +55,43 @@ def captures_dir(db_path: Path | str) -> Path:
     return Path(db_path).parent / "captures"
 
 
+def run_status(result: CrawlResult, health) -> str:
+    return "unhealthy" if health else "ok" if result.complete else "incomplete"
+
+
+def _open_captures(directory: Path, run_id: int, earlier) -> CaptureWriter:
+    try:
+        return CaptureWriter(directory, run_id, earlier)
+    except OSError as exc:
+        raise ArchiveWriteError(
+            f"cannot write captures to {directory}: {exc.strerror or exc}"
+        ) from None
+
+
+def _close_captures(capture: CaptureWriter) -> None:
+    try:
+        capture.close()
+    except OSError as exc:
+        raise ArchiveWriteError(
+            f"cannot write captures to {capture.path}: {exc.strerror or exc}"
+        ) from None
+
+
+def _writing(db_path, write):
+    """``write`` with SQLite's failures (disk full, locked, corrupt) as one ArchiveWriteError:
+    its transaction has rolled back, so the archive is as it was before the run."""
+
+    def guarded(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise ArchiveWriteError(
+                f"cannot write the archive {db_path}: {exc}; the run's writes were rolled back"
+            ) from None
+
+    return guarded
+
+
 def crawl_into_archive(
     config: Config,
     db_path: Path | str,
@@ -69,25 +107,40 @@ def crawl_into_archive(
     db = open_archive(db_path)
     try:
         with recorded_run(db, config.site.start_urls) as run_id:
-            capture = CaptureWriter(captures_dir(db_path), run_id, earlier_captures(db))
+            capture = _open_captures(captures_dir(db_path), run_id, earlier_captures(db))
+
+            def keep(response) -> None:
+                try:
+                    capture(response)
+                except OSError as exc:
+                    raise ArchiveWriteError(
+                        f"cannot write captures to {capture.path}: {exc.strerror or exc}; "
+                        "the run stopped and nothing else was written"
+                    ) from None
+
             try:
                 result = crawl(
                     config,
                     known=known_pages(db),
                     max_pages=max_pages,
                     progress=progress,
-                    on_response=capture,
+                    on_response=keep,
                 )
             finally:
-                capture.close()
+                _close_captures(capture)
             health = check_health(result, config.health, baseline=healthy_baseline(db))
             lessons = [normalise(raw) for raw in result.lessons.values()]
+            for lesson in lessons:
+                if lesson.anomaly is not None:
+                    result.anomalies += 1
+                    if (page := result.pages.get(lesson.url)) is not None:
+                        page.warning = "; ".join(filter(None, (page.warning, lesson.anomaly)))
             if any(failure.name == EMPTY_DESCRIPTIONS for failure in health):
                 # The description selector is broken: saving would blank good stored text.
                 # Those pages stay in the captures, for `reparse` once the selector is fixed.
                 lessons = [lesson for lesson in lessons if lesson.description]
-            status = "unhealthy" if health else "ok" if result.complete else "incomplete"
-            counts = save_run(
+            status = run_status(result, health)
+            counts = _writing(db_path, save_run)(
                 db,
                 run_id,
                 result,

@@ -7,6 +7,7 @@ ends, so a failed or killed run leaves the previous archive exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -22,7 +23,7 @@ from sqlite_utils.migrations import Migrations
 
 from .captures import CaptureRef
 from .crawl import CrawlResult, PageRecord
-from .errors import ArchiveError, MicropauseError
+from .errors import ArchiveError, ArchiveWriteError, MicropauseError
 from .normalise import Lesson, programs_of, slugify, split_title
 
 DEFAULT_DB = Path("archive/micropause.db")
@@ -204,6 +205,14 @@ def m003_index_published(db: Database) -> None:
     db.execute("CREATE INDEX lessons_published ON lessons(published)")
 
 
+@migrations()
+def m004_anomalies_and_warnings(db: Database) -> None:
+    # What a hostile or odd page did that was survived rather than archived: numbers out of
+    # range read as absent (counted per run), charset fallbacks and replaced bytes (per page).
+    db.execute("ALTER TABLE runs ADD COLUMN anomalies INTEGER")
+    db.execute("ALTER TABLE pages ADD COLUMN warning TEXT")
+
+
 @dataclass(frozen=True)
 class RunCounts:
     lessons_found: int
@@ -258,16 +267,26 @@ def begin_run(
 def recorded_run(db: Database, start_urls: Iterable[str], kind: str = "crawl") -> Iterator[int]:
     """A run's row for the duration of the block: whatever ends the block early (an error,
     Ctrl-C) is recorded on the run as failed or interrupted, and re-raised."""
-    run_id = begin_run(db, start_urls, kind=kind)
+    try:
+        run_id = begin_run(db, start_urls, kind=kind)
+    except sqlite3.Error as exc:
+        raise ArchiveWriteError(f"cannot write the archive: {exc}; nothing was done") from None
     try:
         yield run_id
     except MicropauseError as exc:
-        end_run(db, run_id, "failed", error=str(exc))
+        _end_if_possible(db, run_id, "failed", str(exc))
         raise
     except (KeyboardInterrupt, Exception) as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        end_run(db, run_id, status, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        _end_if_possible(db, run_id, status, f"{type(exc).__name__}: {exc}".rstrip(": "))
         raise
+
+
+def _end_if_possible(db: Database, run_id: int, status: str, error: str) -> None:
+    """Record why a run ended. When the archive cannot be written (the disk is full) that
+    fails too: the run stays 'running', and the next run closes it as interrupted."""
+    with contextlib.suppress(sqlite3.Error):
+        end_run(db, run_id, status, error=error[:2000])
 
 
 def end_run(
@@ -334,6 +353,7 @@ def save_run(
                 "pages_fetched": result.fetched,
                 "pages_not_modified": stats.not_modified,
                 "pages_failed": len(result.failed),
+                "anomalies": result.anomalies,
                 "lessons_found": len(result.lesson_urls),
                 "lessons_new": counts.new,
                 "lessons_changed": counts.changed,
@@ -569,10 +589,11 @@ def _save_pages(
                 "fetched_at": p.fetched_at,
                 "run_id": run_id,
                 "error": None,
+                "warning": p.warning,
             }
             if p.status == 304:
                 # Not modified: the digest, listing count and capture of the stored copy hold.
-                row = {k: v for k, v in row.items() if v is not None or k == "error"}
+                row = {k: v for k, v in row.items() if v is not None or k in ("error", "warning")}
             elif (capture := captures.get(p.url)) is not None:
                 row.update(
                     capture_file=capture.file,

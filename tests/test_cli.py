@@ -72,7 +72,9 @@ def test_bad_config_key_exits_1_in_one_line_and_touches_nothing(site, crawled, t
     ("args", "message"),
     [
         (("--delay", "-1"), "--delay must be >= 0"),
-        (("--concurrency", "0"), "--concurrency must be at least 1"),
+        (("--concurrency", "0"), "--concurrency must be between 1 and 32"),
+        (("--concurrency", "10000"), "--concurrency must be between 1 and 32"),
+        (("--delay", "nan"), "--delay must be >= 0 and finite"),
         (("--start-url", "ftp://x/video/a/"), "not an http(s) URL"),
     ],
 )

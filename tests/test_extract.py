@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.config import load_config
-from pipeline.extract import extract
+from pipeline.extract import MAX_LISTING_PAGES, extract
 
 SELECTORS = load_config("config/movementality.toml").selectors
 URL = "https://movementality.se/video/dive-deeper-2/"
@@ -120,3 +120,29 @@ def test_last_page_has_no_next_link():
 def test_bytes_are_accepted():
     got = extract(page().encode("utf-8"), URL, SELECTORS)
     assert got.lesson.title.startswith("Body Intelligence \u2013")
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "Page 1 of 1000000",
+        "Page 1 of 100000000000000000000",
+        "Page 1 of " + "9" * 5000,
+        "Page 0 of 17",
+        "Page 18 of 17",
+        "Page 1 of 0",
+    ],
+)
+def test_a_page_count_out_of_range_is_read_as_none_and_said(shown):
+    navi = f'<div class="wp-pagenavi"><span class="pages">{shown}</span></div>'
+    got = extract(page(pagenavi=navi), URL, SELECTORS)
+    assert (got.page, got.page_count) == (None, None)
+    (anomaly,) = got.anomalies
+    assert anomaly.startswith("page count out of range")
+    assert len(anomaly) < 130
+
+
+def test_the_largest_listing_believed():
+    navi = f'<div class="wp-pagenavi"><span class="pages">Page 3 of {MAX_LISTING_PAGES}</span>'
+    got = extract(page(pagenavi=navi + "</div>"), URL, SELECTORS)
+    assert (got.page, got.page_count, got.anomalies) == (3, MAX_LISTING_PAGES, ())

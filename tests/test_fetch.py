@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import random
 
 import pytest
 
 from pipeline.errors import FetchError
-from pipeline.fetch import Fetcher
+from pipeline.fetch import Fetcher, Pacer
 from tests.conftest import START_SLUG, local_config
 from tests.site.server import FixtureSite
 
@@ -53,7 +55,7 @@ def test_transient_faults_are_cured_by_a_retry(fault):
         response = fetch(local_config(site), START)
         assert response.status == 200
         assert response.attempts == 2
-        assert "Forward fold" in response.text()
+        assert "Forward fold" in response.decode().text
 
 
 def test_read_timeout_is_retried():
@@ -111,3 +113,37 @@ def test_conditional_request_gets_304(site, config):
     again = fetch(config, START, etag=first.header("etag"))
     assert again.status == 304
     assert hits(site, START)[-1].headers["if-none-match"] == first.header("etag")
+
+
+def test_a_body_with_invalid_bytes_on_every_attempt_is_kept_with_them_replaced(config):
+    attempts = config.retry.attempts
+    with FixtureSite(faults={START: ["bad-utf8"] * (attempts + 5)}) as site:
+        response = fetch(local_config(site), START)
+        assert len(hits(site, START)) == attempts
+    decoded = response.decode()
+    assert decoded.replaced and "\ufffd" in decoded.text
+    assert "Forward fold" in decoded.text
+
+
+def test_request_starts_on_a_host_are_spaced_by_the_delay():
+    # The client's own schedule, not wall-clock gaps seen at a server: those shrink whenever a
+    # loaded machine delays one request's arrival and not the next one's.
+    async def turns():
+        pacer = Pacer(delay=0.05, jitter=0.02, rng=random.Random(3))
+        return await asyncio.gather(*(pacer.turn() for _ in range(6)))
+
+    starts = sorted(asyncio.run(turns()))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(0.05 <= gap <= 0.07 + 1e-9 for gap in gaps), gaps
+
+
+def test_no_delay_means_no_waiting_turns():
+    async def turns():
+        pacer = Pacer(delay=0.0, jitter=0.5, rng=random.Random(3))
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        given = await asyncio.gather(*(pacer.turn() for _ in range(5)))
+        return began, given
+
+    began, given = asyncio.run(turns())
+    assert max(given) == pytest.approx(began, abs=0.01)

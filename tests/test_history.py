@@ -178,10 +178,11 @@ def test_unpublished_lesson_is_removed_only_after_a_complete_run(site, config, a
     assert program_row["n"] == 1
 
 
-@pytest.mark.parametrize("sitemap", [True, False])
-def test_republished_lesson_is_restored_with_a_version(tmp_path, sitemap):
+@pytest.mark.parametrize(("sitemap", "per_page"), [(True, 3), (False, 3), (False, 1)])
+def test_republished_lesson_is_restored_with_a_version(tmp_path, sitemap, per_page):
     archive = tmp_path / "micropause.db"
-    with FixtureSite(sitemap=sitemap) as site:
+    # One lesson a page: its listings run past the pages a walk queues ahead (crawl.LOOKAHEAD).
+    with FixtureSite(sitemap=sitemap, per_page=per_page) as site:
         config = local_config(site)
         crawl_into_archive(config, archive)
         oldest = min((x for x in site.lessons if x.listed), key=lambda x: x.published).slug
@@ -242,3 +243,24 @@ def test_reparse_without_network_reproduces_lessons_and_programs(site, config, a
     after = {t: rows(archive, f"select * from {t} order by id") for t in tables}
     assert after == before
     assert lesson_row(archive, EDITED)["description"] == "Edited once."
+
+
+def test_a_new_lesson_with_an_old_date_is_found_at_the_end_of_a_long_listing(tmp_path):
+    db_path = tmp_path / "micropause.db"
+    # No sitemap and one lesson a listing page: the new lesson sits on the last page of its
+    # listings, past the pages a walk queues ahead at once (crawl.LOOKAHEAD).
+    with FixtureSite(sitemap=False, per_page=1) as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        old = newest_lesson("an-old-pause", "An old pause", ["Feet"])
+        old.published, old.modified, old.post_id = "2001-01-01", "2001-01-01T09:00:00Z", 9002
+        site.publish(old)
+        depth = max(
+            [x.slug for x in site.listing(s.slug)].index("an-old-pause") + 1
+            for s in site.lessons
+            if "an-old-pause" in {x.slug for x in site.listing(s.slug)}
+        )
+        report = crawl_into_archive(config, db_path)
+    assert depth > 20
+    assert lesson_row(db_path, "an-old-pause")["title"] == "An old pause"
+    assert report.counts.new == 1

@@ -3,7 +3,15 @@
 import pytest
 
 from pipeline.extract import RawLesson
-from pipeline.normalise import fold, normalise, parse_date, programs_of, slugify, split_title
+from pipeline.normalise import (
+    MAX_PART,
+    fold,
+    normalise,
+    parse_date,
+    programs_of,
+    slugify,
+    split_title,
+)
 
 LOWER_BACK = "Body Intelligence \u2013 Finding ease for the lower back"
 
@@ -109,3 +117,33 @@ def test_content_hash_changes_with_content_only():
     assert a.content_hash == lesson("Walking, 1: a", "https://x/video/a/").content_hash
     changed = lesson("Walking, 1: a", "https://x/video/a/", description="new")
     assert a.content_hash != changed.content_hash
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Prog, 20240601: a date, not a part",
+        "Prog, 5000000: far too many",
+        "Prog, 100000000000000000000: past any integer column",
+        "Prog, " + "9" * 5000 + ": more digits than int() converts",
+        "Prog, 0: no part zero",
+    ],
+)
+def test_a_part_number_out_of_range_is_no_part_and_says_so(title):
+    parsed = split_title(title)
+    assert (parsed.program, parsed.part, parsed.subtitle) == (None, None, None)
+    assert "out of range" in parsed.anomaly
+    assert len(parsed.anomaly) < 100
+
+
+def test_the_highest_part_bounds_the_gaps_a_program_can_list():
+    lessons = [
+        normalise(RawLesson(f"https://x/video/p{n}/", f"Prog, {n}: x", "", None, None))
+        for n in (1, MAX_PART)
+    ]
+    (program,) = programs_of(lessons)
+    assert program.parts_missing == tuple(range(2, MAX_PART))
+    assert (
+        normalise(RawLesson("https://x/video/q/", f"Prog, {MAX_PART + 1}: x", "", None, None)).part
+        is None
+    )

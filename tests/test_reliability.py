@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from pipeline import store
 from pipeline.captures import read_responses
+from pipeline.errors import ArchiveWriteError
 from pipeline.export import export_snapshot
 from pipeline.reparse import reparse
 from pipeline.runs import captures_dir, crawl_into_archive
@@ -185,8 +186,9 @@ def test_a_failure_while_writing_leaves_the_previous_archive(tmp_path, monkeypat
 
         # The search index is rebuilt last, after lessons, programs and pages were written.
         monkeypatch.setattr(store, "refresh_search", disk_full)
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(ArchiveWriteError) as raised:
             crawl_into_archive(config, db_path)
+    assert raised.value.exit_code == 2 and "disk is full" in str(raised.value)
     assert {t: rows(db_path, f"select * from {t}") for t in ("lessons", "programs")} == before
     last = rows(db_path, "select status, error from runs order by id desc limit 1")[0]
     assert last["status"] == "failed" and "disk is full" in last["error"]
