@@ -125,34 +125,112 @@ class CaptureWriter:
         self._writer.write_record(info)
 
 
-def read_responses(directory: Path) -> Iterator[CapturedResponse]:
+@dataclass
+class ReadStats:
+    """What reading the captures could not use: records cut short or corrupt, skipped."""
+
+    skipped: int = 0
+
+
+_GZIP_MEMBER = b"\x1f\x8b\x08"
+_SCAN_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 16
+# Far above the largest response a crawl keeps (politeness.max_response_bytes) plus headers.
+_MAX_MEMBER_BYTES = 256 << 20
+
+
+def read_responses(directory: Path, stats: ReadStats | None = None) -> Iterator[CapturedResponse]:
     """Every response record of every capture file, oldest run first, bodies decoded."""
+    stats = stats if stats is not None else ReadStats()
     for path in sorted(directory.glob("*.warc.gz"), key=_run_number):
         with open(path, "rb") as f:
-            yield from _responses_in(f)
+            yield from _responses_in(f, stats)
 
 
-def _responses_in(f) -> Iterator[CapturedResponse]:
-    """A run killed mid-write leaves its last record cut short: the records before it are
-    read, the cut one fails its digest and is skipped, never parsed as if complete."""
-    try:
-        for record in ArchiveIterator(f, check_digests=True):
+def _responses_in(f, stats: ReadStats) -> Iterator[CapturedResponse]:
+    """A run killed mid-write leaves its last record cut short, and a damaged disk can corrupt
+    one in the middle: such a record is skipped, never parsed as if complete, and reading
+    resumes at the next record. Each record is its own gzip member, so the members are split
+    here and each is read alone (warcio, given a damaged member, loses its place in the rest)."""
+    for member in _members(f):
+        try:
+            record = next(iter(ArchiveIterator(BytesIO(member or b""), check_digests=True)), None)
+            if record is None:
+                stats.skipped += 1
+                continue
             if record.rec_type != "response":
                 continue
             body = record.content_stream().read()
-            # Every record this tool writes carries digests; one that cannot be verified
-            # (cut short: warcio then reports neither pass nor fail) is not trusted.
-            if record.digest_checker.passed is not True:
-                continue
-            yield CapturedResponse(
-                url=record.rec_headers.get_header("WARC-Target-URI"),
-                status=int(record.http_headers.get_statuscode()),
-                headers=list(record.http_headers.headers),
-                body=body,
-                date=record.rec_headers.get_header("WARC-Date"),
-            )
-    except (ArchiveLoadFailed, EOFError, OSError, zlib.error):
-        return
+        except (ArchiveLoadFailed, EOFError, OSError, ValueError, zlib.error):
+            stats.skipped += 1
+            continue
+        # Every record this tool writes carries digests; one that cannot be verified is not
+        # trusted.
+        if record.digest_checker.passed is not True:
+            stats.skipped += 1
+            continue
+        yield CapturedResponse(
+            url=record.rec_headers.get_header("WARC-Target-URI"),
+            status=int(record.http_headers.get_statuscode()),
+            headers=list(record.http_headers.headers),
+            body=body,
+            date=record.rec_headers.get_header("WARC-Date"),
+        )
+
+
+def _members(f) -> Iterator[bytes | None]:
+    """Each gzip member of the file, inflated; None for a member that is damaged or cut short
+    (reading then resumes at the next member start found after it)."""
+    start, pending = 0, b""
+    f.seek(0)
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        parts, size, consumed = [], 0, 0
+        try:
+            while not inflater.eof:
+                if inflater.unconsumed_tail:
+                    chunk = inflater.unconsumed_tail
+                elif pending:
+                    chunk, pending = pending, b""
+                else:
+                    chunk = f.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                part = inflater.decompress(chunk, _MAX_MEMBER_BYTES + 1 - size)
+                parts.append(part)
+                size += len(part)
+                if size > _MAX_MEMBER_BYTES:
+                    raise zlib.error("member larger than any record this tool writes")
+                consumed += len(chunk) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+        except zlib.error:
+            yield None
+            start = _next_member(f, start + 1)
+            if start is None:
+                return
+            f.seek(start)
+            pending = b""
+            continue
+        if not inflater.eof:
+            if size or consumed:
+                yield None  # cut short at the end of the file
+            return
+        yield b"".join(parts)
+        start += consumed
+        pending = inflater.unused_data
+
+
+def _next_member(f, offset: int) -> int | None:
+    """Where the next gzip member starts at or after ``offset``, reading a chunk at a time."""
+    f.seek(offset)
+    carry = b""
+    while chunk := f.read(_SCAN_CHUNK):
+        data = carry + chunk
+        found = data.find(_GZIP_MEMBER)
+        if found >= 0:
+            return offset - len(carry) + found
+        offset += len(chunk)
+        carry = data[-(len(_GZIP_MEMBER) - 1) :]
+    return None
 
 
 def _run_number(path: Path) -> tuple[int, str]:

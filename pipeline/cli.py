@@ -304,11 +304,11 @@ def export(db_path, out_dir, formats):
     with archive_lock(db_path, "micropause export"):
         snapshot = export_snapshot(db_path, out_dir, formats)
     counts = snapshot.counts
-    out.print(
+    say(
+        out,
         f"snapshot {snapshot.path} of run {snapshot.run_id}: {counts['lessons']} lessons "
         f"({counts['lessons_removed']} removed), {counts['programs']} programs; "
         f"{len(snapshot.files) + 1} files, checksums in manifest.json",
-        highlight=False,
     )
 
 
@@ -420,11 +420,12 @@ def reparse(config_path, db_path):
 
     with archive_lock(db_path, "micropause reparse"):
         report = reparse_archive(load_config(config_path), db_path)
-    out.print(
+    say(
+        out,
         f"reparse (run {report.run_id}): {report.captures_read} captures read, "
+        f"{report.captures_skipped} skipped (cut short or corrupt), "
         f"{report.lessons} lessons extracted, {report.counts.new} new, "
         f"{report.counts.changed} changed · programs: {report.counts.programs}",
-        highlight=False,
     )
 
 
@@ -444,11 +445,11 @@ def status(db_path, last):
     from .status import archive_status
 
     state = archive_status(db_path, last=last)
-    out.print(
+    say(
+        out,
         f"{db_path}: {state.lessons} lessons ({state.removed} removed), "
         f"{state.programs} programs, {state.versions} lesson versions, "
         f"{state.pages} pages ({state.failed_pages} failed at their last fetch)",
-        highlight=False,
     )
     table = Table(box=None)
     for header in ("run", "started (UTC)", "status", "pages/304/failed", "lessons/new/chg/rm"):
@@ -463,13 +464,14 @@ def status(db_path, last):
             _n(run[k])
             for k in ("lessons_found", "lessons_new", "lessons_changed", "lessons_removed")
         )
+        # Every cell is Text: whatever the archive holds is shown, never read as markup.
         table.add_row(
-            f"{run['id']}" + (f" {run['kind']}" if run["kind"] != "crawl" else ""),
-            (run["started"] or "")[:16].replace("T", " "),
-            f"[{style}]{run['status']}[/]",
-            pages if run["pages_fetched"] is not None else "",
-            lessons if run["lessons_found"] is not None else "",
-            "; ".join(run["health"]) or (run["error"] or ""),
+            as_text(f"{run['id']}" + (f" {run['kind']}" if run["kind"] != "crawl" else "")),
+            as_text((run["started"] or "")[:16].replace("T", " ")),
+            Text(str(run["status"]).translate(_CONTROLS), style=style),
+            as_text(pages if run["pages_fetched"] is not None else ""),
+            as_text(lessons if run["lessons_found"] is not None else ""),
+            as_text("; ".join(map(str, run["health"])) or (run["error"] or "")),
         )
     out.print(table)
 

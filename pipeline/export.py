@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import ctypes
+import errno
 import hashlib
 import io
 import json
@@ -307,7 +309,12 @@ def datapackage(run: dict, tables: dict[str, list[tuple]], files: dict[str, byte
 
 def _publish(out: Path, date: str, files: dict[str, bytes]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    # Leftovers of an export that crashed (only one export runs at a time, under the lock).
+    # Leftovers of an export that crashed (only one export runs at a time, under the lock). A
+    # snapshot moved aside by a crashed export whose replacement never arrived goes back.
+    for old in out.glob(".old-*"):
+        original = out / old.name.removeprefix(".old-").rsplit("-", 1)[0]
+        if not original.exists():
+            os.rename(old, original)
     for leftover in [*out.glob(".partial-*"), *out.glob(".old-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
     for leftover in out.glob(".latest-*"):
@@ -319,9 +326,13 @@ def _publish(out: Path, date: str, files: dict[str, bytes]) -> Path:
             _write(partial / name, data)
         _sync(partial)
         target = out / date
-        if target.exists():
-            # A directory cannot be renamed over a non-empty one: move the old one aside
-            # first. Readers may find no <date> for that instant, never a half snapshot.
+        if target.exists() and _exchange(partial, target):
+            # One atomic step: <date> (and so `latest`) is the old snapshot, then the new one.
+            shutil.rmtree(partial, ignore_errors=True)
+        elif target.exists():
+            # No atomic exchange here: move the old one aside first. Readers may find no
+            # <date> for that instant, never a half snapshot; a crash in between is undone by
+            # the next export.
             old = out / f".old-{date}-{os.getpid()}"
             os.rename(target, old)
             os.rename(partial, target)
@@ -337,6 +348,26 @@ def _publish(out: Path, date: str, files: dict[str, bytes]) -> Path:
     os.replace(link, out / LATEST)
     _sync(out)
     return target
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux renameat2). False where the system or
+    the filesystem cannot; nothing has changed then."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .captures import read_responses
+from .captures import ReadStats, read_responses
 from .config import Config
 from .crawl import Scope, lesson_of
 from .decode import decode_html
@@ -36,17 +36,20 @@ from .store import (
 class ReparseReport:
     run_id: int
     captures_read: int
+    captures_skipped: int  # records cut short or corrupt
     lessons: int
     counts: RunCounts
 
 
-def lessons_from_captures(config: Config, directory: Path) -> tuple[dict[str, RawLesson], int]:
+def lessons_from_captures(
+    config: Config, directory: Path, stats: ReadStats | None = None
+) -> tuple[dict[str, RawLesson], int]:
     """The newest capture of each lesson page, extracted exactly as a crawl extracts it."""
     lessons: dict[str, RawLesson] = {}
     scopes: dict[str, Scope] = {}
     clean: set[str | None] = set()
     read = 0
-    for captured in read_responses(directory):
+    for captured in read_responses(directory, stats):
         read += 1
         if captured.status != 200:
             continue
@@ -81,7 +84,8 @@ def reparse(config: Config, db_path: Path | str) -> ReparseReport:
     db = open_archive(db_path, create=False)
     try:
         with recorded_run(db, [], kind="reparse") as run_id:
-            raw, read = lessons_from_captures(config, directory)
+            stats = ReadStats()
+            raw, read = lessons_from_captures(config, directory, stats)
             now = now_iso()
             with db.atomic():
                 counts = save_lessons(
@@ -108,6 +112,7 @@ def reparse(config: Config, db_path: Path | str) -> ReparseReport:
     return ReparseReport(
         run_id=run_id,
         captures_read=read,
+        captures_skipped=stats.skipped,
         lessons=len(raw),
         counts=replace(counts, lessons_found=len(raw), programs=programs),
     )

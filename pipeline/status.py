@@ -29,7 +29,7 @@ def archive_status(db_path: Path | str, *, last: int = 10) -> ArchiveStatus:
     db = open_archive(db_path, create=False)
     try:
         runs = [
-            {**row, "health": json.loads(row["health"]) if row["health"] else []}
+            {**row, "health": _health(row["health"])}
             for row in db.query(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?", [last])
         ]
 
@@ -47,3 +47,14 @@ def archive_status(db_path: Path | str, *, last: int = 10) -> ArchiveStatus:
         )
     finally:
         db.close()
+
+
+def _health(stored) -> list[str]:
+    """A run's health problems as stored (a JSON list); anything else is shown as it is."""
+    if not stored:
+        return []
+    try:
+        problems = json.loads(stored)
+    except (TypeError, ValueError):
+        return [str(stored)]
+    return [str(p) for p in problems] if isinstance(problems, list) else [str(problems)]

@@ -228,12 +228,17 @@ def now_iso() -> str:
 
 
 def open_archive(path: Path | str = DEFAULT_DB, *, create: bool = True) -> Database:
-    """Open (or create) the archive, in WAL mode, with every migration applied."""
+    """Open (or, with ``create``, make) the archive, in WAL mode, with every migration applied.
+    A file that is not a micropause archive (another SQLite database, or not SQLite at all) is
+    refused and left exactly as it is."""
     path = Path(path)
-    if not create and not path.exists():
+    exists = path.exists() and path.stat().st_size > 0
+    if not create and not exists:
         raise ArchiveError(f"no archive at {path} (run `micropause crawl` first)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if exists:
+            _check_is_archive(path)
         db = Database(path)
         db.execute("PRAGMA busy_timeout = 5000")
         db.enable_wal()
@@ -242,6 +247,22 @@ def open_archive(path: Path | str = DEFAULT_DB, *, create: bool = True) -> Datab
     except (sqlite3.DatabaseError, OSError) as exc:
         raise ArchiveError(f"cannot open archive {path}: {exc}") from None
     return db
+
+
+def _check_is_archive(path: Path) -> None:
+    """Read-only: a file with tables but none of this tool's migrations is someone else's."""
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as c:
+        tables = {name for (name,) in c.execute("SELECT name FROM sqlite_master")}
+        ours = (
+            "_sqlite_migrations" in tables
+            and c.execute(
+                "SELECT count(*) FROM _sqlite_migrations WHERE migration_set = ?", [migrations.name]
+            ).fetchone()[0]
+        )
+    if tables and not ours:
+        raise ArchiveError(
+            f"{path} is not a micropause archive (an SQLite database of other tables)"
+        )
 
 
 def begin_run(

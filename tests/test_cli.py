@@ -137,6 +137,7 @@ def test_reparse_command_reports_what_it_read(crawled):
     result = invoke("reparse", "--db", crawled, "--config", CONFIG_PATH)
     assert result.exit_code == 0, result.output
     assert re.search(
-        r"reparse \(run 2\): \d+ captures read, \d+ lessons extracted, 0 new, 0 changed",
+        r"reparse \(run 2\): \d+ captures read, 0 skipped \(cut short or corrupt\), \d+ lessons "
+        r"extracted, 0 new, 0 changed",
         result.output,
     )
