@@ -28,6 +28,22 @@ def local_config(site: FixtureSite, **politeness) -> Config:
     return dataclasses.replace(config, retry=retry)
 
 
+def cli_args(site, db_path, *extra):
+    """The arguments of `micropause crawl` of the local site into ``db_path``, with no delay."""
+    return [
+        "crawl",
+        "--config",
+        str(CONFIG_PATH),
+        "--db",
+        str(db_path),
+        "--start-url",
+        site.lesson_url(START_SLUG),
+        "--delay",
+        "0",
+        *extra,
+    ]
+
+
 @pytest.fixture
 def site():
     with FixtureSite() as running:

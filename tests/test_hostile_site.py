@@ -22,7 +22,7 @@ from pipeline.cli import main
 from pipeline.crawl import LOOKAHEAD
 from pipeline.errors import ArchiveWriteError
 from pipeline.runs import crawl_into_archive
-from tests.conftest import CONFIG_PATH, START_SLUG, local_config
+from tests.conftest import START_SLUG, cli_args, local_config
 from tests.site.hostile import MARKUP_LOCATION, HostileSite
 
 VICTIM = "soft-eyes"
@@ -52,21 +52,6 @@ def last_run(db_path):
 
 def removed(db_path):
     return rows(db_path, "select slug from lessons where removed_at is not null")
-
-
-def cli_args(site, db_path, *extra):
-    return [
-        "crawl",
-        "--config",
-        str(CONFIG_PATH),
-        "--db",
-        str(db_path),
-        "--start-url",
-        site.lesson_url(START_SLUG),
-        "--delay",
-        "0",
-        *extra,
-    ]
 
 
 def invoke(site, db_path, *extra):

@@ -20,7 +20,7 @@ from pipeline.errors import ArchiveWriteError
 from pipeline.export import export_snapshot
 from pipeline.reparse import reparse
 from pipeline.runs import captures_dir, crawl_into_archive
-from tests.conftest import CONFIG_PATH, START_SLUG, local_config
+from tests.conftest import cli_args, local_config
 from tests.site.server import TRANSIENT_FAULTS, FixtureSite, Lesson
 
 # What a crawl archives, minus the columns that say *when* it looked.
@@ -82,22 +82,7 @@ def test_a_page_that_finally_fails_is_recorded_and_removes_nothing(tmp_path, fau
 
 
 def crawl_command(site, db_path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "crawl",
-        "--config",
-        str(CONFIG_PATH),
-        "--db",
-        str(db_path),
-        "--start-url",
-        site.lesson_url(START_SLUG),
-        "--delay",
-        "0",
-        "--concurrency",
-        "2",
-    ]
+    return [sys.executable, "-m", "pipeline", *cli_args(site, db_path, "--concurrency", "2")]
 
 
 def integrity(db_path) -> str:
