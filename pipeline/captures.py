@@ -180,8 +180,14 @@ def _responses_in(f, stats: ReadStats) -> Iterator[CapturedResponse]:
 
 def _members(f) -> Iterator[bytes | None]:
     """Each gzip member of the file, inflated; None for a member that is damaged or cut short
-    (reading then resumes at the next member start found after it)."""
+    (reading then resumes at the next member start found after it).
+
+    After damage, a member start found by scanning may be compressed bytes that happen to
+    look like one: such a false start is part of the same damage, not another record, so it
+    yields nothing. A damaged member is one record (one None) when it starts where an intact
+    member ended, or when its first inflated bytes are a WARC record's ("WARC/")."""
     start, pending = 0, b""
+    at_boundary = True
     f.seek(0)
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -203,7 +209,9 @@ def _members(f) -> Iterator[bytes | None]:
                     raise zlib.error("member larger than any record this tool writes")
                 consumed += len(chunk) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
         except zlib.error:
-            yield None
+            if at_boundary or _is_record(parts):
+                yield None
+            at_boundary = False
             start = _next_member(f, start + 1)
             if start is None:
                 return
@@ -211,12 +219,17 @@ def _members(f) -> Iterator[bytes | None]:
             pending = b""
             continue
         if not inflater.eof:
-            if size or consumed:
+            if (size or consumed) and (at_boundary or _is_record(parts)):
                 yield None  # cut short at the end of the file
             return
         yield b"".join(parts)
+        at_boundary = True
         start += consumed
         pending = inflater.unused_data
+
+
+def _is_record(parts: list[bytes]) -> bool:
+    return next((part for part in parts if part), b"")[:5] == b"WARC/"
 
 
 def _next_member(f, offset: int) -> int | None:

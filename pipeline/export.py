@@ -6,14 +6,16 @@
 finished, and nothing inside depends on when the export ran: exporting the same archive again
 gives byte-identical files, so a snapshot can be cited and checked.
 
-A snapshot is written into a hidden directory beside its final place and renamed into place,
-then ``<out>/latest`` is re-pointed by renaming a new symlink over it: readers see the old
-snapshot or the new one, never half of one.
+A snapshot is written into a hidden directory beside its final place and renamed into place
+(swapped with the old one, where the same date is exported again), then ``<out>/latest`` is
+re-pointed by renaming a new symlink over it: readers see the old snapshot or the new one,
+never half of one, and a process killed at any step leaves ``latest`` naming a whole one.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import ctypes
 import errno
@@ -22,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,6 +110,9 @@ def export_snapshot(
             }
         finally:
             db.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        # Damage open_archive's check cannot see until the page holding it is read.
+        raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
     finally:
         db.close()
     files = render_files(tables, formats)
@@ -308,46 +314,107 @@ def datapackage(run: dict, tables: dict[str, list[tuple]], files: dict[str, byte
 
 
 def _publish(out: Path, date: str, files: dict[str, bytes]) -> Path:
+    """Put ``files`` in place as ``<out>/<date>/`` and point ``latest`` at it.
+
+    Whenever the process dies, ``latest`` names a whole snapshot, the old one or the new one:
+    the new one is complete and on disk before anything visible moves, ``latest`` only ever
+    moves by renaming a new symlink over it, and whatever it points at is never removed."""
     out.mkdir(parents=True, exist_ok=True)
-    # Leftovers of an export that crashed (only one export runs at a time, under the lock). A
-    # snapshot moved aside by a crashed export whose replacement never arrived goes back.
-    for old in out.glob(".old-*"):
-        original = out / old.name.removeprefix(".old-").rsplit("-", 1)[0]
-        if not original.exists():
-            os.rename(old, original)
-    for leftover in [*out.glob(".partial-*"), *out.glob(".old-*")]:
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in out.glob(".latest-*"):
-        leftover.unlink(missing_ok=True)
+    _recover(out)
     partial = Path(tempfile.mkdtemp(prefix=f".partial-{date}-", dir=out))
     try:
         partial.chmod(0o755)  # mkdtemp makes it private; a snapshot is meant to be read
         for name, data in files.items():
             _write(partial / name, data)
         _sync(partial)
-        target = out / date
-        if target.exists() and _exchange(partial, target):
-            # One atomic step: <date> (and so `latest`) is the old snapshot, then the new one.
-            shutil.rmtree(partial, ignore_errors=True)
-        elif target.exists():
-            # No atomic exchange here: move the old one aside first. Readers may find no
-            # <date> for that instant, never a half snapshot; a crash in between is undone by
-            # the next export.
-            old = out / f".old-{date}-{os.getpid()}"
-            os.rename(target, old)
-            os.rename(partial, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(partial, target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    link = out / f".latest-{os.getpid()}"
-    # Relative, so the exports folder can be moved or committed to git as it is.
-    os.symlink(date, link)
-    os.replace(link, out / LATEST)
+    target = out / date
+    if not target.exists():
+        os.rename(partial, target)
+    elif _exchange(partial, target):
+        # One atomic step: <date> (and so `latest`) was the old snapshot, is now the new one;
+        # the old one is in the hidden folder, removed below.
+        pass
+    else:
+        _replace_without_exchange(out, target, partial)
+    _point_latest(out, date)
     _sync(out)
+    _remove_leftovers(out)
     return target
+
+
+def _replace_without_exchange(out: Path, target: Path, partial: Path) -> None:
+    """Where directories cannot be swapped, the old <date> is moved aside and the new one
+    renamed into its place: for that instant there is no <date>. If `latest` names <date>, it
+    first names a copy of the old snapshot (hard links: no data copied), so it never dangles."""
+    pid = os.getpid()
+    old = out / f".old-{target.name}-{pid}"
+    moved_latest = _latest_is(out, target)
+    if moved_latest:
+        prev = out / f".prev-{target.name}-{pid}"
+        _link_copy(target, prev)
+        _point_latest(out, prev.name)
+    try:
+        os.rename(target, old)
+        os.rename(partial, target)
+    except BaseException:
+        # Put the old snapshot back, as far as the disk lets us; `latest` names a whole one
+        # throughout, and the leftovers go with the next export.
+        with contextlib.suppress(OSError):
+            if not target.exists() and old.exists():
+                os.rename(old, target)
+            if moved_latest and target.exists():
+                _point_latest(out, target.name)
+        raise
+
+
+def _link_copy(source: Path, copy: Path) -> None:
+    """``copy`` holds the files of ``source``: hard links where the filesystem has them.
+    Snapshot files are never rewritten in place, so a link is as good as a copy."""
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    copy.chmod(0o755)
+    for entry in source.iterdir():
+        try:
+            os.link(entry, copy / entry.name)
+        except OSError:
+            shutil.copy2(entry, copy / entry.name)
+    _sync(copy)
+
+
+def _point_latest(out: Path, name: str) -> None:
+    """Re-point ``<out>/latest`` at ``name`` in one step: a new link renamed over it."""
+    link = out / f".latest-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    # Relative, so the exports folder can be moved or committed to git as it is.
+    os.symlink(name, link)
+    os.replace(link, out / LATEST)
+
+
+def _latest_is(out: Path, path: Path) -> bool:
+    latest = out / LATEST
+    return latest.exists() and os.path.samefile(latest, path)
+
+
+def _recover(out: Path) -> None:
+    """Tidy what an export that died left behind (only one export runs at a time, under the
+    lock): a snapshot it had moved aside goes back if its replacement never arrived; other
+    leftovers go, except the one `latest` names, which stays until `latest` moves on."""
+    for old in out.glob(".old-*"):
+        original = out / old.name.removeprefix(".old-").rsplit("-", 1)[0]
+        if not original.exists():
+            os.rename(old, original)
+    _remove_leftovers(out)
+
+
+def _remove_leftovers(out: Path) -> None:
+    for leftover in [*out.glob(".partial-*"), *out.glob(".old-*"), *out.glob(".prev-*")]:
+        if not _latest_is(out, leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+    for link in out.glob(".latest-*"):
+        link.unlink(missing_ok=True)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h

@@ -4,10 +4,14 @@ cell rendering, over a connection that can never write the archive."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
+import os
+import re
 import socket
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -75,6 +79,16 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
                     described.setdefault(column.name, column.description)
 
 
+# The longest string or blob any query may make: far above any stored value (a description
+# is kilobytes), far below what stalls the server. SQLite checks it inside each function call,
+# where Datasette's time limit (checked between opcodes) cannot interrupt a randomblob(3e8).
+MAX_VALUE_BYTES = 10_000_000
+# LIKE patterns longer than this are refused: Datasette's own filters need a few words.
+MAX_LIKE_PATTERN = 1_000
+# Readable by SQL but naming where the archive lives on the server's disk.
+_PRIVATE_TABLES = frozenset({"pragma_database_list"})
+_PRIVATE_PATHS = frozenset({"/-/databases", "/-/databases.json"})
+
 # Address space, not memory: pages are shared with the OS page cache. SQLite maps only as much
 # of the file as exists, so this is a ceiling for large archives.
 MMAP_BYTES = 1 << 30
@@ -103,9 +117,30 @@ def build_datasette(
     # A mutable database, opened ?mode=ro, rather than an immutable one: `micropause run`
     # updates the archive while it is being served, and immutable mode would promise SQLite
     # the file never changes (stale row counts, torn reads mid-run). Writes are refused by
-    # prepare_connection below instead.
-    datasette.add_database(Database(datasette, path=str(db_path), is_mutable=True), ARCHIVE_NAME)
+    # prepare_connection below instead. An archive on a read-only filesystem cannot change
+    # and cannot be opened mutable (WAL needs its -shm file): it is opened immutable.
+    mutable = is_writable(db_path)
+    datasette.add_database(Database(datasette, path=str(db_path), is_mutable=mutable), ARCHIVE_NAME)
     return datasette
+
+
+def is_writable(db_path: Path) -> bool:
+    """Whether the archive's file and folder can be written (so its WAL files can be)."""
+    return os.access(db_path, os.W_OK) and os.access(db_path.parent, os.W_OK)
+
+
+def public_warning(host: str) -> str | None:
+    """The warning for a listen address other machines can reach, or None for loopback."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"warning: listening on {host}: the archive is public to anyone who can reach this "
+        "address (use --host 127.0.0.1 to keep it on this machine)"
+    )
 
 
 def check_archive(db_path: Path) -> None:
@@ -133,6 +168,8 @@ def serve(
     `micropause serve` command, and the end of `make demo`)."""
     datasette = build_datasette(db_path)
     listener = bind(host, port)
+    if (warning := public_warning(host)) is not None:
+        print(warning, file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(datasette.app(), log_level="warning", lifespan="on"))
     print(f"Serving {db_path} read-only at {archive_url(host, port)} (Ctrl-C to stop)", flush=True)
     # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught: for a server that
@@ -210,6 +247,39 @@ def prepare_connection(conn, database, datasette):
         # benchmarks/README.md). The map's known hazard, the file being truncated under it,
         # needs a VACUUM or auto_vacuum, and the archive uses neither.
         conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)
+        conn.set_authorizer(_authorize)
+        for name in ("printf", "format"):
+            conn.create_function(name, -1, _bounded_printf, deterministic=True)
+
+
+# printf('%.*c', 2000000000, 'x') runs its loop to the end even once the result is too big
+# (15 s, uninterruptible): a width or precision that could pass MAX_VALUE_BYTES is refused
+# before SQLite's own printf, on a private in-memory connection, formats the rest.
+_HUGE_NUMBER = re.compile(f"[0-9]{{{len(str(MAX_VALUE_BYTES)) + 1},}}")
+_scratch = threading.local()
+
+
+def _bounded_printf(*args):
+    if not args:
+        return None
+    if (isinstance(args[0], str) and _HUGE_NUMBER.search(args[0])) or any(
+        isinstance(a, int) and abs(a) > MAX_VALUE_BYTES for a in args[1:]
+    ):
+        raise ValueError("printf: a width or precision this large would make a string too big")
+    conn = getattr(_scratch, "conn", None)
+    if conn is None:
+        conn = _scratch.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    marks = ", ".join("?" * len(args))
+    return conn.execute(f"SELECT printf({marks})", args).fetchone()[0]
+
+
+def _authorize(action, arg1, arg2, database, trigger):
+    if action == sqlite3.SQLITE_READ and arg1 in _PRIVATE_TABLES:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 @hookimpl
@@ -227,6 +297,10 @@ def asgi_wrapper(datasette):
             ):
                 await refuse(send)
                 return
+            if scope["type"] == "http" and scope["path"].rstrip("/") in _PRIVATE_PATHS:
+                # It names each database's path on the server's disk.
+                await refuse(send, 404, "not published")
+                return
             await app(scope, receive, send)
 
         return read_only_app
@@ -234,13 +308,12 @@ def asgi_wrapper(datasette):
     return refuse_writes
 
 
-async def refuse(send) -> None:
-    body = json.dumps({"ok": False, "status": 405, "error": READ_ONLY}).encode()
-    headers = [
-        (b"content-type", b"application/json; charset=utf-8"),
-        (b"allow", ", ".join(sorted(READ_METHODS)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 405, "headers": headers})
+async def refuse(send, status: int = 405, error: str = READ_ONLY) -> None:
+    body = json.dumps({"ok": False, "status": status, "error": error}).encode()
+    headers = [(b"content-type", b"application/json; charset=utf-8")]
+    if status == 405:
+        headers.append((b"allow", ", ".join(sorted(READ_METHODS)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -76,13 +76,16 @@ def lessons_from_captures(
 
 
 def reparse(config: Config, db_path: Path | str) -> ReparseReport:
+    import sqlite3
+
+    from .errors import ArchiveWriteError
+
     directory = captures_dir(db_path)
-    if not Path(db_path).exists():
-        raise ArchiveError(f"no archive at {db_path} (run `micropause crawl` first)")
-    if not any(directory.glob("*.warc.gz")):
-        raise ArchiveError(f"no captures in {directory}: nothing to reparse")
+    # The archive first: a file that is not one is refused before its captures are looked at.
     db = open_archive(db_path, create=False)
     try:
+        if not any(directory.glob("*.warc.gz")):
+            raise ArchiveError(f"no captures in {directory}: nothing to reparse")
         with recorded_run(db, [], kind="reparse") as run_id:
             stats = ReadStats()
             raw, read = lessons_from_captures(config, directory, stats)
@@ -107,6 +110,12 @@ def reparse(config: Config, db_path: Path | str) -> ReparseReport:
                         "lessons_changed": counts.changed,
                     },
                 )
+    except sqlite3.DatabaseError as exc:
+        # Damage open_archive's check cannot see until the page holding it is read; the
+        # run's writes were rolled back with its transaction.
+        raise ArchiveWriteError(
+            f"cannot write the archive {db_path}: {exc}; the run's writes were rolled back"
+        ) from None
     finally:
         db.close()
     return ReparseReport(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ArchiveError
 from .store import open_archive
 
 RUN_COLUMNS = (
@@ -45,6 +47,9 @@ def archive_status(db_path: Path | str, *, last: int = 10) -> ArchiveStatus:
             pages=count("SELECT count(*) FROM pages"),
             failed_pages=count("SELECT count(*) FROM pages WHERE error IS NOT NULL"),
         )
+    except sqlite3.DatabaseError as exc:
+        # Damage open_archive's check cannot see until the page holding it is read.
+        raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
     finally:
         db.close()
 

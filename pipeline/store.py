@@ -229,16 +229,35 @@ def now_iso() -> str:
 
 def open_archive(path: Path | str = DEFAULT_DB, *, create: bool = True) -> Database:
     """Open (or, with ``create``, make) the archive, in WAL mode, with every migration applied.
-    A file that is not a micropause archive (another SQLite database, or not SQLite at all) is
-    refused and left exactly as it is."""
+
+    A file that is not a micropause archive is refused with one ArchiveError and left exactly
+    as it is, before anything writes to it: not SQLite at all, another application's SQLite
+    database, a damaged or truncated archive (SQLite's quick_check, which reads every page:
+    a fraction of a second for a few hundred MB), and, without ``create``, an empty file or an
+    SQLite database with no tables. With ``create``, a missing or empty file becomes one."""
     path = Path(path)
     exists = path.exists() and path.stat().st_size > 0
     if not create and not exists:
+        if path.exists() and not path.is_dir():
+            raise ArchiveError(f"{path} is an empty file, not an archive")
         raise ArchiveError(f"no archive at {path} (run `micropause crawl` first)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if exists:
             _check_is_archive(path)
+            # Read-only, like the check above: the file is not written until it passes.
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                (problem,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+            if not tables and not create:
+                raise ArchiveError(f"{path} is not a micropause archive (an empty SQLite database)")
+            if problem != "ok":
+                problem = " ".join(str(problem).split())
+                raise ArchiveError(
+                    f"{path} is damaged (SQLite quick_check: {problem}); it was left as it is: "
+                    "restore it from a backup"
+                )
         db = Database(path)
         db.execute("PRAGMA busy_timeout = 5000")
         db.enable_wal()
