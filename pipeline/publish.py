@@ -151,14 +151,19 @@ def check_archive(db_path: Path) -> None:
         conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if not {"lessons", "programs", "lessons_fts"} <= tables:
+                raise ArchiveError(
+                    f"{db_path} is not a micropause archive "
+                    "(no lessons, programs or lessons_fts table)"
+                )
+            # Reads every page of the two tables every page of the site shows: a damaged one
+            # is refused here, in one line, not as a 500 on each request that touches it.
+            for table in ("lessons", "programs"):
+                conn.execute(f"SELECT count(*) FROM {table} NOT INDEXED").fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
-    if not {"lessons", "programs", "lessons_fts"} <= tables:
-        raise ArchiveError(
-            f"{db_path} is not a micropause archive (no lessons, programs or lessons_fts table)"
-        )
 
 
 def serve(
