@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import HealthCheckFailed
-from pipeline.runs import RunReport, crawl_into_archive
+from pipeline.run import RunReport, crawl_into_archive
 from tests.conftest import local_config
 
 from .results import ROOT

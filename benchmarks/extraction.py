@@ -299,7 +299,6 @@ def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> Li
     )
     return ListingPage(
         url=url,
-        canonical_url=canonical_url,
         lesson=lesson,
         listed=tuple(listed),
         page=page,

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from pipeline.archive import Archive
+from pipeline.archive.history import refresh_programs, refresh_search, save_lessons
 from pipeline.config import load_config
 from pipeline.extract import extract
 from pipeline.normalise import Lesson, normalise
-from pipeline.store import open_archive, refresh_programs, refresh_search, save_lessons
 from tests.conftest import CONFIG_PATH
 
 from .synthetic import base_lessons, lesson_pages, rare_word
@@ -78,7 +79,7 @@ def build_archive(db_path: Path, n: int) -> dict[str, Any]:
     selectors = load_config(CONFIG_PATH).selectors
     clock = {"generate": 0.0, "extract": 0.0, "normalise": 0.0}
     rss = {}
-    db = open_archive(db_path)
+    db = Archive.open(db_path).db
     began = time.perf_counter()
     with db.atomic():
         counts = save_lessons(db, _lessons(n, selectors, clock), run_id=None, now=NOW)

@@ -15,12 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from . import __version__
+from .archive import DEFAULT_DB, Archive, archive_lock
 from .config import DEFAULT_CONFIG, MAX_CONCURRENCY, load_config
-from .errors import ArchiveError, ConfigError, HealthCheckFailed, MicropauseError
+from .errors import ConfigError, HealthCheckFailed, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
-from .lock import archive_lock
-from .runs import RunReport, crawl_into_archive, run_status
-from .store import DEFAULT_DB
+from .run import RunReport, crawl_into_archive
 
 EXIT_INTERRUPTED = 130
 
@@ -62,7 +61,7 @@ class Group(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """click exits 2 on a usage error; here 2 means "the run failed", so a mistyped
-        option exits 1, as a bad config does (DESIGN.md's exit codes)."""
+        option exits 1, as a bad config does."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -299,9 +298,7 @@ def export(db_path, out_dir, formats):
     archive again gives byte-identical files.
     """
     formats = _formats(formats)
-    if not db_path.is_file():
-        raise ArchiveError(f"no archive at {db_path} (run `micropause run` first)")
-    with archive_lock(db_path, "micropause export"):
+    with archive_lock(db_path, "micropause export", create=False):
         snapshot = export_snapshot(db_path, out_dir, formats)
     counts = snapshot.counts
     say(
@@ -356,12 +353,11 @@ def log_run(report: RunReport) -> None:
                 error=page.error,
             ),
         )
-    status = run_status(result, report.health)
     log.info(
         "run.finished %s",
         fields(
             run=report.run_id,
-            status=status,
+            status=report.status,
             lessons_found=counts.lessons_found,
             new=counts.new,
             changed=counts.changed,
@@ -418,7 +414,7 @@ def reparse(config_path, db_path):
     """
     from .reparse import reparse as reparse_archive
 
-    with archive_lock(db_path, "micropause reparse"):
+    with archive_lock(db_path, "micropause reparse", create=False):
         report = reparse_archive(load_config(config_path), db_path)
     say(
         out,
@@ -442,9 +438,8 @@ def status(db_path, last):
     """Show the archive's last runs and what it holds, at a glance."""
     from rich.table import Table
 
-    from .status import archive_status
-
-    state = archive_status(db_path, last=last)
+    with Archive.open(db_path, create=False) as archive:
+        state = archive.status(last=last)
     say(
         out,
         f"{db_path}: {state.lessons} lessons ({state.removed} removed), "

@@ -19,6 +19,7 @@ _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_.:+-]{1,40})""", re.IGNORECASE
 )
 _UTF8 = webencodings.lookup("utf-8")
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,15 @@ class Decoded:
     encoding: str  # the WHATWG name of the encoding used
     fallback: str | None = None  # why the declared encoding was not used as is, if it was not
     replaced: bool = False  # invalid bytes were replaced: possibly corrupted on the way
+
+
+def media_type(content_type: str | None) -> str:
+    """``text/html; charset=utf-8`` → ``text/html``"""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_html(content_type: str | None) -> bool:
+    return media_type(content_type) in HTML_TYPES
 
 
 def charset_of(content_type: str | None) -> str | None:

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,14 +31,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import __version__
-from .errors import ArchiveError, ExportError
-from .store import LESSON_COLUMNS, PROGRAM_COLUMNS, Column, open_archive
+from .archive import LESSON_COLUMNS, PROGRAM_COLUMNS, Archive, Column
+from .errors import ExportError
 
 FORMATS = ("csv", "json", "ndjson")
 LATEST = "latest"
-# Statuses of runs that wrote lessons: 'failed', 'interrupted' and 'running' runs wrote nothing,
-# so the archive's content is that of the newest run with one of these.
-_SAVED = ("ok", "incomplete", "unhealthy")
 
 
 TABLES = {"lessons": LESSON_COLUMNS, "programs": PROGRAM_COLUMNS}
@@ -52,16 +48,6 @@ ORDER = {
 # byte order mark; without one, "Body Intelligence – Dive deeper" turns into mojibake. Python
 # reads it back with encoding="utf-8-sig".
 CSV_ENCODING = "utf-8-sig"
-_LESSONS_SQL = """
-    SELECT lessons.id, lessons.url, lessons.slug, lessons.program_id, programs.name,
-           lessons.part, lessons.subtitle, lessons.title, lessons.description, lessons.author,
-           lessons.published, lessons.first_seen, lessons.last_seen, lessons.removed_at,
-           lessons.content_hash
-    FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
-    ORDER BY programs.name IS NULL, programs.name, programs.slug, lessons.part IS NULL,
-             lessons.part, lessons.published, lessons.title, lessons.url"""
-_PROGRAMS_SQL = """
-    SELECT id, slug, name, lesson_count, parts_missing FROM programs ORDER BY name, slug"""
 
 
 @dataclass(frozen=True)
@@ -71,11 +57,6 @@ class Snapshot:
     run_id: int
     counts: dict[str, int]
     files: dict[str, str]  # file name → sha256, manifest.json excepted
-
-
-def default_out(db_path: Path | str) -> Path:
-    """Snapshots live beside the database: archive/micropause.db → archive/exports/."""
-    return Path(db_path).parent / "exports"
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -97,24 +78,10 @@ def export_snapshot(
     A snapshot of the same date is replaced (a second run that day supersedes the first; the
     manifest names the run). Hold the archive lock: leftovers of a crashed export are removed.
     """
-    out = Path(out) if out is not None else default_out(db_path)
-    db = open_archive(db_path, create=False)
-    try:
-        # One read transaction: a run committing meanwhile cannot split lessons from programs.
-        db.execute("BEGIN")
-        try:
-            run = _latest_run(db)
-            tables = {
-                "lessons": db.execute(_LESSONS_SQL).fetchall(),
-                "programs": db.execute(_PROGRAMS_SQL).fetchall(),
-            }
-        finally:
-            db.execute("ROLLBACK")
-    except sqlite3.DatabaseError as exc:
-        # Damage open_archive's check cannot see until the page holding it is read.
-        raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
-    finally:
-        db.close()
+    with Archive.open(db_path, create=False) as archive:
+        rows = archive.snapshot_rows()
+        out = Path(out) if out is not None else archive.layout.exports
+    run, tables = rows.run, rows.tables
     files = render_files(tables, formats)
     files["datapackage.json"] = _json_bytes(datapackage(run, tables, files))
     manifest = build_manifest(run, tables, files)
@@ -131,23 +98,6 @@ def export_snapshot(
         counts=manifest["counts"],
         files={name: entry["sha256"] for name, entry in manifest["files"].items()},
     )
-
-
-def _latest_run(db) -> dict:
-    placeholders = ", ".join("?" for _ in _SAVED)
-    cursor = db.execute(
-        "SELECT id, started, finished, status, complete, start_urls, health FROM runs "
-        f"WHERE status IN ({placeholders}) AND finished IS NOT NULL ORDER BY id DESC LIMIT 1",
-        _SAVED,
-    )
-    row = cursor.fetchone()
-    if row is None:
-        raise ArchiveError("nothing to export: no run has saved lessons into this archive yet")
-    run = dict(zip([d[0] for d in cursor.description], row, strict=True))
-    run["complete"] = bool(run["complete"])
-    run["start_urls"] = json.loads(run["start_urls"])
-    run["health"] = json.loads(run["health"] or "[]")
-    return run
 
 
 # -- rendering: pure, from rows to bytes ----------------------------------------------------

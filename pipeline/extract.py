@@ -1,4 +1,5 @@
-"""Pure extraction: one fetched page's HTML in, a ``ListingPage`` out. No network, no database.
+"""Pure extraction: one fetched page's HTML in, a ``ListingPage`` out (and a sitemap's XML in,
+its links out). No network, no database.
 
 Every lesson page on the site is also page 1 of a "You may also like" listing of other lessons,
 so a page yields two things: the page's own lesson (authoritative for its text) and the lessons
@@ -8,6 +9,7 @@ it lists (used to discover more URLs). Selectors come from the site's configurat
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -23,12 +25,13 @@ _PAGE_OF = re.compile(r"([0-9]+)\s+of\s+([0-9]+)")
 # A listing longer than this is not believed: "Page 1 of 1000000" would size the crawl's
 # frontier. 10 000 pages of 10 lessons is well past any lesson site.
 MAX_LISTING_PAGES = 10_000
+_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 # Stands in for <br> while whitespace is collapsed, then becomes a newline.
 _BREAK = "\ue000"
 _AROUND_BREAK = re.compile(r" ?\ue000 ?")
 # An absolute http(s) URL with a host, in printable ASCII, and nothing urljoin would rewrite (no
 # query, fragment, params or brackets): urljoin returns it unchanged, so it is returned as is. Every
-# link on the site is absolute, and urljoin was a third of extract's time (benchmarks/README.md).
+# link on the site is absolute, and urljoin's parse and re-assembly costs more than the match.
 _PLAIN_ABSOLUTE = re.compile(
     r"https?://[^\x00-\x20\x7f-\U0010ffff/?#;\[\]\\]+(?:/[^\x00-\x20\x7f-\U0010ffff?#;\[\]\\]*)?\Z"
 )
@@ -48,7 +51,6 @@ class RawLesson:
 @dataclass(frozen=True, slots=True)
 class ListingPage:
     url: str
-    canonical_url: str | None
     lesson: RawLesson | None
     # The URLs of the lessons the page lists. Their titles and excerpts are not read: a lesson's
     # own page is the authoritative text, and the listing's excerpt is sometimes shortened.
@@ -105,7 +107,6 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
     )
     return ListingPage(
         url=url,
-        canonical_url=canonical_url,
         lesson=lesson,
         listed=tuple(listed),
         page=page,
@@ -113,6 +114,24 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
         next_url=_join(url, next_href) if next_href else None,
         page_urls=page_urls,
         anomalies=tuple(anomalies),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sitemap:
+    locs: tuple[str, ...]
+    index: bool  # a sitemap index: its locs are further sitemaps, not pages
+
+
+def read_sitemap(xml: bytes) -> Sitemap:
+    """The URLs a sitemap (or sitemap index) names. Raises ValueError on unreadable XML."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise ValueError(f"unreadable sitemap: {exc}") from None
+    return Sitemap(
+        locs=tuple((loc.text or "").strip() for loc in root.iter(f"{_SITEMAP_NS}loc")),
+        index=root.tag == f"{_SITEMAP_NS}sitemapindex",
     )
 
 

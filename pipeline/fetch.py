@@ -11,7 +11,7 @@ import asyncio
 import random
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -21,12 +21,10 @@ from protego import Protego
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from .config import Config
-from .decode import Decoded, decode_html
+from .decode import Decoded, decode_html, is_html, media_type
 from .errors import CrawlRefused, FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_TEXT_TYPES = HTML_TYPES | {"application/xml", "text/xml"}
 # RFC 9309 §2.5: a crawler must parse at least 500 KiB of robots.txt and may ignore the rest.
 ROBOTS_MAX_BYTES = 500 * 1024
 
@@ -42,7 +40,6 @@ class Fetched:
     request_headers: tuple[tuple[str, str], ...]
     http_version: str
     fetched_at: str
-    attempts: int = 1
     raw: bytes | None = None  # the body as transferred, before Content-Encoding is undone
 
     def header(self, name: str) -> str | None:
@@ -51,11 +48,11 @@ class Fetched:
 
     @property
     def content_type(self) -> str:
-        return (self.header("content-type") or "").split(";")[0].strip().lower()
+        return media_type(self.header("content-type"))
 
     @property
     def is_html(self) -> bool:
-        return self.content_type in HTML_TYPES
+        return is_html(self.header("content-type"))
 
     def decode(self) -> Decoded:
         """The body as text, decoded as a browser would (see ``decode``): never raises."""
@@ -254,8 +251,7 @@ class Fetcher:
                     if number > 1:
                         self.stats.retries += 1
                     final = number >= self.retry.attempts
-                    response = await self._attempt(url, headers, final=final, robots=robots)
-                    return replace(response, attempts=number)
+                    return await self._attempt(url, headers, final=final, robots=robots)
         except _Retryable as exc:
             raise FetchError(
                 url, f"{exc.reason} (gave up after {self.retry.attempts} attempts)", exc.status

@@ -23,8 +23,8 @@ from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
 
-from .errors import ArchiveError, ConfigError
-from .store import DEFAULT_DB, LESSON_COLUMNS, PROGRAM_COLUMNS
+from .archive import DEFAULT_DB, LESSON_COLUMNS, PROGRAM_COLUMNS, PROGRAM_SLUG_SQL, verify_archive
+from .errors import ConfigError
 
 # The database's name in every URL (/micropause/lessons), whatever the file is called, so the
 # metadata, templates and documented URLs hold for any --db.
@@ -59,7 +59,7 @@ def load_metadata(path: Path | str = METADATA_PATH) -> dict:
 
 
 def describe_columns(metadata: dict, db_path: Path) -> None:
-    """Column meanings come from the schema (store.py), the one place the snapshot manifest
+    """Column meanings come from the schema (archive/schema.py), the one place the snapshot manifest
     reads them too; metadata.yml describes only the other tables. Only columns the archive
     has are described: Datasette lists every description it is given."""
     tables = metadata.setdefault("databases", {}).setdefault(ARCHIVE_NAME, {})
@@ -107,8 +107,7 @@ def build_datasette(
         metadata=metadata,
         template_dir=str(TEMPLATES_DIR),
         # The configured facets (program, author) are the useful ones; suggesting others
-        # counts every column and was most of the lessons page's time at 100 000 lessons
-        # (1.1 s → 0.17 s, benchmarks/README.md).
+        # counts every column of the table on every page view.
         settings={"suggest_facets": False},
     )
     # Datasette adds an empty in-memory database when it is given no files; it would only be
@@ -145,25 +144,7 @@ def public_warning(host: str) -> str | None:
 
 def check_archive(db_path: Path) -> None:
     """One clear error rather than Datasette's traceback when there is nothing to serve."""
-    if not db_path.is_file():
-        raise ArchiveError(f"no archive at {db_path} (run `micropause crawl` first)")
-    try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-            if not {"lessons", "programs", "lessons_fts"} <= tables:
-                raise ArchiveError(
-                    f"{db_path} is not a micropause archive "
-                    "(no lessons, programs or lessons_fts table)"
-                )
-            # Reads every page of the two tables every page of the site shows: a damaged one
-            # is refused here, in one line, not as a 500 on each request that touches it.
-            for table in ("lessons", "programs"):
-                conn.execute(f"SELECT count(*) FROM {table} NOT INDEXED").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise ArchiveError(f"cannot read archive {db_path}: {exc}") from None
+    verify_archive(db_path)
 
 
 def serve(
@@ -248,9 +229,8 @@ def prepare_connection(conn, database, datasette):
         conn.execute("PRAGMA query_only = 1")
         # Read the file through a memory map rather than SQLite's 2 MB page cache per
         # connection: a search for a common word looks up thousands of lesson rows, each page
-        # copied in from the OS (lessons search p95 64 → 42 ms at 100 000 lessons,
-        # benchmarks/README.md). The map's known hazard, the file being truncated under it,
-        # needs a VACUUM or auto_vacuum, and the archive uses neither.
+        # otherwise copied in from the OS. The map's known hazard, the file being truncated
+        # under it, needs a VACUUM or auto_vacuum, and the archive uses neither.
         conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)
@@ -348,9 +328,7 @@ def render_cell(row, value, column, table, database, datasette):
 
 
 async def part_link(program_id, part, database, datasette):
-    result = await datasette.get_database(database).execute(
-        "SELECT slug FROM programs WHERE id = ?", [program_id]
-    )
+    result = await datasette.get_database(database).execute(PROGRAM_SLUG_SQL, [program_id])
     row = result.first()
     if row is None:  # the program row is gone: leave the part as a plain number
         return None

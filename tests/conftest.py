@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Config, load_config
-from pipeline.runs import crawl_into_archive
+from pipeline.run import crawl_into_archive
 from tests.site.server import FixtureSite, load_lessons
 
 ROOT = Path(__file__).resolve().parent.parent

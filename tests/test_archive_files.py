@@ -20,12 +20,13 @@ from warcio.archiveiterator import ArchiveIterator
 
 from pipeline import export as export_module
 from pipeline import publish
+from pipeline.archive import Layout
 from pipeline.captures import ReadStats, read_responses
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.export import export_snapshot
 from pipeline.reparse import reparse
-from pipeline.runs import captures_dir, crawl_into_archive
+from pipeline.run import crawl_into_archive
 from tests.conftest import CONFIG_PATH, START_SLUG, local_config
 from tests.site.server import FixtureSite
 
@@ -56,7 +57,7 @@ def archive(source, tmp_path):
         original.backup(copy)
     original.close()
     copy.close()
-    shutil.copytree(captures_dir(source), captures_dir(db_path))
+    shutil.copytree(Layout(source).captures, Layout(db_path).captures)
     return db_path
 
 
@@ -89,7 +90,7 @@ def responses(directory) -> tuple[list[tuple[str, str]], int]:
 
 def lesson_in_the_middle(archive):
     """A lesson's page record from the middle of the capture file, and every record."""
-    warc = captures_dir(archive) / "1.warc.gz"
+    warc = Layout(archive).captures / "1.warc.gz"
     found = records(warc)
     lessons = {url for (url,) in Database(archive).execute("SELECT url FROM lessons")}
     middle = [
@@ -100,7 +101,7 @@ def lesson_in_the_middle(archive):
 
 def test_a_corrupt_record_in_the_middle_of_a_capture_costs_that_record_only(archive):
     warc, found, hit = lesson_in_the_middle(archive)
-    before, skipped = responses(captures_dir(archive))
+    before, skipped = responses(Layout(archive).captures)
     assert skipped == 0
     offset, length, _, damaged_url = found[hit]
     data = bytearray(warc.read_bytes())
@@ -108,7 +109,7 @@ def test_a_corrupt_record_in_the_middle_of_a_capture_costs_that_record_only(arch
         data[i] ^= 0xFF  # inside that record's gzip member
     warc.write_bytes(bytes(data))
 
-    after, skipped = responses(captures_dir(archive))
+    after, skipped = responses(Layout(archive).captures)
     assert skipped == 1
     # Every other record is read, those after the damaged one included.
     assert after == [r for r in before if r[0] != damaged_url]
@@ -135,7 +136,7 @@ def test_a_corrupt_record_in_the_middle_of_a_capture_costs_that_record_only(arch
 
 def test_a_false_gzip_header_inside_the_damage_is_not_counted_as_another_record(archive):
     warc, found, hit = lesson_in_the_middle(archive)
-    before, _ = responses(captures_dir(archive))
+    before, _ = responses(Layout(archive).captures)
     offset, length, _, damaged_url = found[hit]
     # What resynchronising finds first: a gzip member header (flags 0) followed by a deflate
     # block of the reserved type, i.e. damage that looks like the start of a record.
@@ -144,19 +145,19 @@ def test_a_false_gzip_header_inside_the_damage_is_not_counted_as_another_record(
     data[offset + length // 2 : offset + length // 2 + len(fake)] = fake
     warc.write_bytes(bytes(data))
 
-    after, skipped = responses(captures_dir(archive))
+    after, skipped = responses(Layout(archive).captures)
     assert after == [r for r in before if r[0] != damaged_url]
     assert skipped == 1
 
 
 def test_a_record_cut_short_at_the_end_of_a_file_is_still_skipped(archive):
-    warc = captures_dir(archive) / "1.warc.gz"
+    warc = Layout(archive).captures / "1.warc.gz"
     found = records(warc)
-    before, _ = responses(captures_dir(archive))
+    before, _ = responses(Layout(archive).captures)
     offset, length, _, url = next(r for r in reversed(found) if r[2] == "response")
     warc.write_bytes(warc.read_bytes()[: offset + length // 2])  # a run killed mid-write
 
-    after, skipped = responses(captures_dir(archive))
+    after, skipped = responses(Layout(archive).captures)
     assert after == [r for r in before if r[0] != url]
     assert skipped == 1
 
@@ -362,7 +363,7 @@ def test_a_file_that_is_not_an_archive_is_refused_in_one_line_and_left_alone(
     data = make(kind, archive_bytes, tmp_path)
     db_path.write_bytes(data)
     # Captures beside it: reparse must refuse the file itself, not only find nothing to read.
-    shutil.copytree(captures_dir(source), captures_dir(db_path))
+    shutil.copytree(Layout(source).captures, Layout(db_path).captures)
 
     def no_listening(host, port):
         raise AssertionError(f"serve got as far as listening on {host}:{port}")

@@ -8,7 +8,7 @@ import socket
 import pytest
 from sqlite_utils import Database
 
-from pipeline.runs import crawl_into_archive
+from pipeline.run import crawl_into_archive
 from tests.conftest import local_config
 from tests.site.server import FixtureSite
 

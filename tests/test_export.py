@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline import __version__
+from pipeline.archive import Archive
 from pipeline.cli import main
 from pipeline.export import LESSON_COLUMNS, PROGRAM_COLUMNS, export_snapshot
-from pipeline.runs import crawl_into_archive
-from pipeline.store import open_archive
+from pipeline.run import crawl_into_archive
 from tests.site.server import Lesson
 
 TRICKY = Lesson(
@@ -191,7 +191,7 @@ def test_removed_lessons_are_kept_with_their_removal_time(site, config, tmp_path
 
 
 def test_an_archive_without_a_finished_run_has_nothing_to_export(tmp_path):
-    open_archive(tmp_path / "empty.db").close()
+    Archive.open(tmp_path / "empty.db").close()
     result = CliRunner().invoke(main, ["export", "--db", str(tmp_path / "empty.db")])
     assert result.exit_code == 1
     assert result.output.strip() == (

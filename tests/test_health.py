@@ -6,13 +6,14 @@ import httpx
 import pytest
 from sqlite_utils import Database
 
+from pipeline.archive import PageRecord
 from pipeline.config import Health
-from pipeline.crawl import CrawlResult, PageRecord
+from pipeline.crawl import CrawlResult
 from pipeline.errors import HealthCheckFailed
 from pipeline.extract import RawLesson, extract
 from pipeline.fetch import FetchStats
 from pipeline.health import check_health
-from pipeline.runs import crawl_into_archive
+from pipeline.run import crawl_into_archive
 from tests.conftest import START_SLUG, local_config
 from tests.site.server import FixtureSite
 

@@ -9,9 +9,10 @@ import pytest
 from sqlite_utils import Database
 from warcio.archiveiterator import ArchiveIterator
 
+from pipeline.archive import Layout
 from pipeline.config import load_config
 from pipeline.reparse import reparse
-from pipeline.runs import captures_dir, crawl_into_archive
+from pipeline.run import crawl_into_archive
 from tests.conftest import CONFIG_PATH, local_config
 from tests.site.server import FixtureSite, Lesson
 
@@ -199,7 +200,7 @@ def test_republished_lesson_is_restored_with_a_version(tmp_path, sitemap, per_pa
 
 
 def test_captures_open_with_warcio_and_pages_point_at_them(site, config, archive):
-    warcs = sorted(captures_dir(archive).glob("*.warc.gz"))
+    warcs = sorted(Layout(archive).captures.glob("*.warc.gz"))
     assert [w.name for w in warcs] == ["1.warc.gz"]
     types, urls = [], set()
     with open(warcs[0], "rb") as f:
@@ -212,7 +213,7 @@ def test_captures_open_with_warcio_and_pages_point_at_them(site, config, archive
     assert types.count("request") == types.count("response")
     (page,) = rows(archive, "select * from pages where url like '%/video/soft-eyes/'")
     assert page["url"] in urls
-    with open(captures_dir(archive) / page["capture_file"], "rb") as f:
+    with open(Layout(archive).captures / page["capture_file"], "rb") as f:
         f.seek(page["capture_offset"])
         record = next(iter(ArchiveIterator(f)))
         assert record.rec_headers.get_header("WARC-Target-URI") == page["url"]
@@ -221,7 +222,7 @@ def test_captures_open_with_warcio_and_pages_point_at_them(site, config, archive
 
 def test_a_304_is_captured_as_a_revisit_not_a_copy(site, config, archive):
     crawl_into_archive(config, archive)
-    with open(captures_dir(archive) / "2.warc.gz", "rb") as f:
+    with open(Layout(archive).captures / "2.warc.gz", "rb") as f:
         records = [r for r in ArchiveIterator(f) if r.rec_type in ("response", "revisit")]
     revisits = [r for r in records if r.rec_type == "revisit"]
     assert revisits and len(revisits) >= 0.9 * len(records)

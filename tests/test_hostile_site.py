@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from pipeline import crawl as crawl_module
+from pipeline import page as page_module
 from pipeline.captures import CaptureWriter
 from pipeline.cli import main
-from pipeline.crawl import LOOKAHEAD
 from pipeline.errors import ArchiveWriteError
-from pipeline.runs import crawl_into_archive
+from pipeline.frontier import LOOKAHEAD
+from pipeline.run import crawl_into_archive
 from tests.conftest import START_SLUG, cli_args, local_config
 from tests.site.hostile import MARKUP_LOCATION, HostileSite
 
@@ -273,14 +273,14 @@ def test_an_exception_while_extracting_one_page_is_that_pages_failure(
     archived, monkeypatch, concurrency
 ):
     site, db_path = archived
-    real_extract = crawl_module.extract
+    real_extract = page_module.extract
 
     def extract(html, url, selectors):
         if url.endswith(VICTIM_PATH):
             raise RuntimeError("extractor bug on this page")
         return real_extract(html, url, selectors)
 
-    monkeypatch.setattr(crawl_module, "extract", extract)
+    monkeypatch.setattr(page_module, "extract", extract)
     site.edit(VICTIM, description=["Changed, so the page is read again (not a 304)."])
     site.unpublish("jaw-and-tongue")  # gone, but an incomplete run must not say so
     report = crawl_into_archive(local_config(site, concurrency=concurrency), db_path)

@@ -21,10 +21,11 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner
 
+from pipeline.archive import LESSON_COLUMNS, PROGRAM_COLUMNS
+from pipeline.archive.history import refresh_programs, refresh_search
 from pipeline.cli import main
 from pipeline.errors import ArchiveError, ConfigError
 from pipeline.publish import build_datasette, load_metadata
-from pipeline.store import LESSON_COLUMNS, PROGRAM_COLUMNS, refresh_programs, refresh_search
 
 HOSTILE_TITLE = "<script>alert(1)</script> Shoulder rolls"
 DIVE_DEEPER = "body-intelligence-dive-deeper"
@@ -190,7 +191,7 @@ def test_home_and_lessons_pages_carry_the_project_metadata(datasette):
 
 
 def test_every_column_of_the_main_tables_is_described_as_in_snapshots(datasette):
-    """Datasette and the snapshot manifest read column meanings from one place (store.py)."""
+    """Datasette and the snapshot manifest read column meanings from one place (the schema)."""
     for table, schema in (
         ("lessons", LESSON_COLUMNS),
         ("lessons_in_order", LESSON_COLUMNS),

@@ -14,12 +14,12 @@ import sys
 import pytest
 from sqlite_utils import Database
 
-from pipeline import store
+from pipeline.archive import Layout, history
 from pipeline.captures import read_responses
 from pipeline.errors import ArchiveWriteError
 from pipeline.export import export_snapshot
 from pipeline.reparse import reparse
-from pipeline.runs import captures_dir, crawl_into_archive
+from pipeline.run import crawl_into_archive
 from tests.conftest import cli_args, local_config
 from tests.site.server import TRANSIENT_FAULTS, FixtureSite, Lesson
 
@@ -128,7 +128,7 @@ def test_sigkill_at_any_point_leaves_a_consistent_archive(tmp_path, recrawl_requ
         }
         assert after[EDITED]["description"] in (before[EDITED]["description"], NEW_TEXT)
         # Captures already written stay readable.
-        assert list(read_responses(captures_dir(db_path)))
+        assert list(read_responses(Layout(db_path).captures))
 
         again = subprocess.run(crawl_command(site, db_path), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
@@ -170,7 +170,7 @@ def test_a_failure_while_writing_leaves_the_previous_archive(tmp_path, monkeypat
             raise sqlite3.OperationalError("database or disk is full")
 
         # The search index is rebuilt last, after lessons, programs and pages were written.
-        monkeypatch.setattr(store, "refresh_search", disk_full)
+        monkeypatch.setattr(history, "refresh_search", disk_full)
         with pytest.raises(ArchiveWriteError) as raised:
             crawl_into_archive(config, db_path)
     assert raised.value.exit_code == 2 and "disk is full" in str(raised.value)

@@ -16,8 +16,8 @@ import yaml
 from click.testing import CliRunner
 from sqlite_utils import Database
 
+from pipeline.archive import Layout
 from pipeline.cli import main
-from pipeline.lock import lock_path
 from tests.conftest import CONFIG_PATH, ROOT, START_SLUG
 from tests.site.server import FixtureSite
 
@@ -235,7 +235,7 @@ def start_run_in_background(paths, site):
 
 def holder(paths):
     try:
-        return json.loads(lock_path(paths["db"]).read_text())["pid"]
+        return json.loads(Layout(paths["db"]).lock.read_text())["pid"]
     except (OSError, ValueError):
         return None
 

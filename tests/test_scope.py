@@ -3,12 +3,12 @@
 import pytest
 
 from pipeline.config import load_config
-from pipeline.crawl import Scope
 from pipeline.extract import MAX_LISTING_PAGES
+from pipeline.frontier import UrlScope
 from tests.conftest import CONFIG_PATH
 
 ORIGIN = "http://127.0.0.1:8765/video/start/"
-SCOPE = Scope(load_config(CONFIG_PATH).with_start_urls((ORIGIN,)), ORIGIN)
+SCOPE = UrlScope(load_config(CONFIG_PATH).with_start_urls((ORIGIN,)), ORIGIN)
 
 
 @pytest.mark.parametrize(

@@ -16,21 +16,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ArchiveError, LockHeld
-from .store import now_iso
-
-
-def lock_path(db_path: Path | str) -> Path:
-    """archive/micropause.db → archive/micropause.db.lock"""
-    db_path = Path(db_path)
-    return db_path.with_name(db_path.name + ".lock")
+from ..errors import ArchiveError, LockHeld
+from .layout import Layout
+from .schema import missing, now_iso
 
 
 @contextmanager
-def archive_lock(db_path: Path | str, command: str) -> Iterator[Path]:
+def archive_lock(db_path: Path | str, command: str, *, create: bool = True) -> Iterator[Path]:
     """Hold the archive's lock for the block, or raise LockHeld at once if another process
-    holds it (never wait: a scheduler's next run will come)."""
-    path = lock_path(db_path)
+    holds it (never wait: a scheduler's next run will come). Without ``create``, a missing
+    archive is an error here, before its folder or lock file is made."""
+    db_path = Path(db_path)
+    if not create and not db_path.is_file():
+        raise missing(db_path)
+    path = Layout(db_path).lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -1,0 +1,246 @@
+"""The archive: one object that owns its files on disk and every SQL statement on its tables.
+
+An archive is a folder: the database (``micropause.db``), beside it ``captures/`` (the WARC
+files of every run), ``exports/`` (dated snapshots) and the lock file. Other modules ask the
+``Archive`` what they need (the pages a crawl should ask for again, a run's row, the rows of a
+snapshot) and hand it what a run saw to save in one transaction; none of them holds SQL.
+
+A run's row is written when it starts; everything it learned is written in one transaction
+when it ends, so a failed or killed run leaves the archive exactly as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlite_utils import Database
+
+from ..captures import CaptureRef
+from ..errors import ArchiveError, ArchiveWriteError
+from . import history, runs
+from .layout import Layout
+from .lock import archive_lock
+from .records import (
+    ArchiveStatus,
+    KnownPage,
+    LessonChanges,
+    PageRecord,
+    RunCounts,
+    RunOutcome,
+    SnapshotRows,
+)
+from .runs import run_status
+from .schema import (
+    DEFAULT_DB,
+    LESSON_COLUMNS,
+    PROGRAM_COLUMNS,
+    Column,
+    now_iso,
+    open_database,
+    read_only_uri,
+    verify_archive,
+)
+
+__all__ = [
+    "DEFAULT_DB",
+    "LESSON_COLUMNS",
+    "PROGRAM_COLUMNS",
+    "PROGRAM_SLUG_SQL",
+    "Archive",
+    "ArchiveStatus",
+    "Column",
+    "KnownPage",
+    "Layout",
+    "LessonChanges",
+    "PageRecord",
+    "RunCounts",
+    "RunOutcome",
+    "SnapshotRows",
+    "archive_lock",
+    "now_iso",
+    "read_only_uri",
+    "run_status",
+    "verify_archive",
+]
+
+T = TypeVar("T")
+
+# A snapshot's rows, in an order that depends on nothing but their content.
+_SNAPSHOT_LESSONS = """
+    SELECT lessons.id, lessons.url, lessons.slug, lessons.program_id, programs.name,
+           lessons.part, lessons.subtitle, lessons.title, lessons.description, lessons.author,
+           lessons.published, lessons.first_seen, lessons.last_seen, lessons.removed_at,
+           lessons.content_hash
+    FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
+    ORDER BY programs.name IS NULL, programs.name, programs.slug, lessons.part IS NULL,
+             lessons.part, lessons.published, lessons.title, lessons.url"""
+_SNAPSHOT_PROGRAMS = """
+    SELECT id, slug, name, lesson_count, parts_missing FROM programs ORDER BY name, slug"""
+# For Datasette's pages, which run it on their own connection.
+PROGRAM_SLUG_SQL = "SELECT slug FROM programs WHERE id = ?"
+
+
+class Archive:
+    """Use as ``with Archive.open(path) as archive: ...``."""
+
+    def __init__(self, db: Database, layout: Layout):
+        self.db = db
+        self.layout = layout
+
+    @classmethod
+    def open(cls, path: Path | str = DEFAULT_DB, *, create: bool = True) -> Archive:
+        """Open the archive at ``path`` (or, with ``create``, make it). A file that is not a
+        micropause archive is refused with one ArchiveError and left exactly as it is."""
+        path = Path(path)
+        return cls(open_database(path, create=create), Layout(path))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- runs --------------------------------------------------------------------------
+
+    def recorded_run(
+        self, start_urls: Iterable[str], kind: str = "crawl"
+    ) -> AbstractContextManager[int]:
+        """A run's row for the duration of the block: whatever ends the block early (an
+        error, Ctrl-C) is recorded on the run as failed or interrupted, and re-raised."""
+        return runs.recorded_run(self.db, start_urls, kind)
+
+    # -- what a crawl needs ------------------------------------------------------------
+
+    def known_pages(self) -> dict[str, KnownPage]:
+        """Every page the archive has fetched successfully, with its validators, and the
+        pages of removed lessons: a lesson re-published with its old date lands deep in
+        listings whose page 1 does not change, so it is only found by asking for its page."""
+        known = {
+            url: KnownPage("lesson", None, None)
+            for (url,) in self.db.execute("SELECT url FROM lessons WHERE removed_at IS NOT NULL")
+        }
+        known.update(
+            (url, KnownPage(kind, etag, last_modified))
+            for url, kind, etag, last_modified in self.db.execute(
+                "SELECT url, kind, etag, last_modified FROM pages WHERE status IN (200, 304)"
+            )
+        )
+        return known
+
+    def healthy_baseline(self) -> int | None:
+        """Lessons found by the last complete, healthy run: what the next one is compared with."""
+        return runs.healthy_baseline(self.db)
+
+    def earlier_captures(self) -> dict[str, CaptureRef]:
+        """Each URL's newest stored body, for 304s to be captured as revisits of it."""
+        return {
+            url: CaptureRef(file, offset, record_id, date)
+            for url, file, offset, record_id, date in self.db.execute(
+                "SELECT url, capture_file, capture_offset, capture_record_id, capture_date "
+                "FROM pages WHERE capture_file IS NOT NULL"
+            ).fetchall()
+        }
+
+    # -- saving a run ------------------------------------------------------------------
+
+    def save_run(self, run_id: int, outcome: RunOutcome, *, finished: str | None = None):
+        """Write everything one run saw in one transaction, and close its row. SQLite's
+        failures (disk full, locked, corrupt) come out as one ArchiveWriteError: the
+        transaction has rolled back, so the archive is as it was before the run."""
+        return self._writing(self._save_run, run_id, outcome, finished or now_iso())
+
+    def _save_run(self, run_id: int, outcome: RunOutcome, finished: str) -> RunCounts:
+        db = self.db
+        with db.atomic():
+            changes = history.save_lessons(
+                db,
+                outcome.lessons,
+                run_id=run_id,
+                now=finished,
+                unchanged=outcome.unchanged,
+                seen=set(outcome.seen) if outcome.seen is not None else None,
+                observed=outcome.observed,
+            )
+            history.save_pages(db, run_id, outcome.pages, outcome.captures)
+            programs = history.refresh_programs(db)
+            history.refresh_search(db)
+            db["runs"].update(
+                run_id,
+                {
+                    **outcome.figures,
+                    "finished": finished,
+                    "status": outcome.status,
+                    "lessons_found": outcome.lessons_found,
+                    "lessons_new": changes.new,
+                    "lessons_changed": changes.changed,
+                    "lessons_removed": changes.removed,
+                },
+            )
+        return RunCounts(
+            lessons_found=outcome.lessons_found,
+            new=changes.new,
+            changed=changes.changed,
+            removed=changes.removed,
+            restored=changes.restored,
+            programs=programs,
+        )
+
+    def _writing(self, write: Callable[..., T], *args) -> T:
+        try:
+            return write(*args)
+        except sqlite3.Error as exc:
+            raise ArchiveWriteError(
+                f"cannot write the archive {self.layout.db}: {exc}; "
+                "the run's writes were rolled back"
+            ) from None
+
+    # -- reading -----------------------------------------------------------------------
+
+    def status(self, *, last: int = 10) -> ArchiveStatus:
+        def count(sql: str) -> int:
+            return self.db.execute(sql).fetchone()[0]
+
+        return self._reading(
+            lambda: ArchiveStatus(
+                runs=runs.recent_runs(self.db, last),
+                lessons=count("SELECT count(*) FROM lessons WHERE removed_at IS NULL"),
+                removed=count("SELECT count(*) FROM lessons WHERE removed_at IS NOT NULL"),
+                programs=count("SELECT count(*) FROM programs WHERE lesson_count > 0"),
+                versions=count("SELECT count(*) FROM lesson_versions"),
+                pages=count("SELECT count(*) FROM pages"),
+                failed_pages=count("SELECT count(*) FROM pages WHERE error IS NOT NULL"),
+            )
+        )
+
+    def snapshot_rows(self) -> SnapshotRows:
+        """The latest saved run and every lesson and program, in one read transaction: a
+        run committing meanwhile cannot split lessons from programs."""
+
+        def read() -> SnapshotRows:
+            self.db.execute("BEGIN")
+            try:
+                return SnapshotRows(
+                    run=runs.latest_saved_run(self.db),
+                    tables={
+                        "lessons": self.db.execute(_SNAPSHOT_LESSONS).fetchall(),
+                        "programs": self.db.execute(_SNAPSHOT_PROGRAMS).fetchall(),
+                    },
+                )
+            finally:
+                self.db.execute("ROLLBACK")
+
+        return self._reading(read)
+
+    def _reading(self, read: Callable[[], T]) -> T:
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            # Damage the opening check cannot see until the page holding it is read.
+            raise ArchiveError(f"cannot read archive {self.layout.db}: {exc}") from None

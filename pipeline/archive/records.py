@@ -1,0 +1,99 @@
+"""The plain data that goes into the archive and comes out of it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..captures import CaptureRef
+from ..normalise import Lesson
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPage:
+    """What earlier runs learned about a URL: its validators go back as a conditional request."""
+
+    kind: str
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(slots=True)
+class PageRecord:
+    """The outcome of one URL in a run: what the `pages` table keeps."""
+
+    url: str
+    kind: str  # lesson | listing | sitemap
+    status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    fetched_at: str | None = None
+    listed: int | None = None  # lessons found in the page's listing
+    error: str | None = None
+    # What was odd about a page that was still read: a charset fallback, replaced bytes, a
+    # number out of range.
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Everything one run saves, crawl or reparse: written in one transaction.
+
+    ``seen`` is given only when the run may conclude that a lesson is gone (a complete,
+    healthy crawl): every stored lesson it does not contain is marked removed. A reparse is
+    not ``observed``: it re-extracts without claiming the site was seen, so ``last_seen`` and
+    ``removed_at`` keep their values."""
+
+    status: str
+    lessons: Sequence[Lesson]
+    lessons_found: int
+    observed: bool = True
+    unchanged: Collection[str] = ()  # lesson URLs that answered 304: only last_seen moves
+    seen: Collection[str] | None = None
+    pages: Sequence[PageRecord] = ()
+    captures: Mapping[str, CaptureRef] = field(default_factory=dict)
+    # The run's own counters, as the `runs` columns of the same names (requests, bytes, …).
+    figures: Mapping[str, int | str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LessonChanges:
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    restored: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """What a saved run did to the archive."""
+
+    lessons_found: int
+    new: int
+    changed: int
+    removed: int
+    restored: int
+    programs: int
+
+
+@dataclass(frozen=True)
+class ArchiveStatus:
+    """`micropause status`: the last runs (newest first) and what the archive holds."""
+
+    runs: list[dict]
+    lessons: int
+    removed: int
+    programs: int
+    versions: int
+    pages: int
+    failed_pages: int
+
+
+@dataclass(frozen=True)
+class SnapshotRows:
+    """The archive as one read saw it: the run whose content it is, and each table's rows."""
+
+    run: dict
+    tables: dict[str, list[tuple]]

@@ -1,0 +1,247 @@
+"""The frontier's rules: which URLs belong to the crawl, the one spelling of each, and what to
+fetch next given what a page showed and what the archive already knows. Plain code over plain
+data, with no network and no queue: ``Crawl`` asks, and queues what the answer names.
+
+Listings differ from lesson to lesson, so no single listing holds every lesson: a first crawl
+walks every lesson's listing to its last page, enqueues every lesson it finds, reads the
+sitemap as a second source, and dedupes on canonical URL. A re-crawl asks every known page
+conditionally and, since listings are newest first, reads a changed listing only while it
+shows lessons the archive does not know; the rest of such a listing is deferred, and walked
+only if no sitemap vouched for every lesson.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit, urlunsplit
+
+from .archive import KnownPage, PageRecord
+from .config import Config
+from .extract import ListingPage, RawLesson, bounded_page
+
+# Whitespace and control characters are never part of a URL (a browser strips or rejects
+# them); a link holding one is not followed.
+_NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f-\x9f]")
+# Listing pages queued ahead of the last one fetched: enough to keep every worker busy, while
+# the queue grows with the pages fetched, never with what a page claims.
+LOOKAHEAD = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A URL to fetch, and what the frontier expects it to be: lesson, listing or sitemap."""
+
+    url: str
+    kind: str
+
+
+class UrlScope:
+    """Which URLs belong to a crawl of one host, and the one spelling of each."""
+
+    def __init__(self, config: Config, origin_url: str):
+        self.config = config
+        self._lesson_path = re.compile(config.scope.lesson_path)
+        self._listing_path = re.compile(config.scope.listing_path)
+        origin = urlsplit(origin_url)
+        self._origin = (origin.scheme, origin.netloc)
+        self._site_host = urlsplit(config.site.base_url).netloc
+
+    def canonical(self, url: str) -> str | None:
+        """The one spelling of an in-scope lesson or listing URL, or None if out of scope:
+        no query or fragment, a trailing slash, and page 1 of a listing is the lesson itself.
+        A listing page numbered past MAX_LISTING_PAGES is out of scope."""
+        if _NOT_IN_URLS.search(url):
+            return None
+        try:
+            parts = urlsplit(self.rebase(url))
+        except ValueError:  # e.g. an unclosed "[" where an IPv6 host would be
+            return None
+        if (parts.scheme, parts.netloc) != self._origin:
+            return None
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        if not any(path.startswith(p) for p in self.config.scope.path_prefixes):
+            return None
+        listing = self._listing_path.match(path)
+        if listing and (page := bounded_page(listing["page"])) is None:
+            return None
+        if listing and page == 1:
+            path = path[: listing.start("page")].removesuffix("page/")
+        if not (self._lesson_path.match(path) or self._listing_path.match(path)):
+            return None
+        return urlunsplit((*self._origin, path, "", ""))
+
+    def link(self, url: str, kind: str) -> Link | None:
+        """``url`` as the frontier queues it, or None when it is not the crawl's to fetch: a
+        lesson or listing by its canonical URL and the kind its path says; a sitemap as long
+        as it is on the host."""
+        if kind == "sitemap":
+            url = self.rebase(url)
+            return Link(url, kind) if self.on_host(url) else None
+        canonical = self.canonical(url)
+        if canonical is None:
+            return None
+        return Link(canonical, self.kind(canonical) or kind)
+
+    def listing_page(self, url: str, n: int) -> str:
+        """Page ``n`` of the listing that ``url`` (a lesson or one of its pages) belongs to."""
+        path = urlsplit(url).path
+        listing = self._listing_path.match(path)
+        if listing:
+            path = path[: listing.start("page")].removesuffix("page/")
+        return urlunsplit((*self._origin, f"{path}page/{n}/" if n > 1 else path, "", ""))
+
+    def page_number(self, url: str) -> int:
+        """Which page of its listing ``url`` is: 1 for the lesson itself."""
+        listing = self._listing_path.match(urlsplit(url).path)
+        return (bounded_page(listing["page"]) or 1) if listing else 1
+
+    def kind(self, url: str) -> str | None:
+        path = urlsplit(url).path
+        if self._lesson_path.match(path):
+            return "lesson"
+        if self._listing_path.match(path):
+            return "listing"
+        return None
+
+    def on_host(self, url: str) -> bool:
+        try:
+            return not _NOT_IN_URLS.search(url) and urlsplit(url).netloc == self._origin[1]
+        except ValueError:
+            return False
+
+    def rebase(self, url: str) -> str:
+        """Links to the configured site's own host point at the host being crawled, so a local
+        copy or mirror whose pages still say https://movementality.se/ is crawled in place."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return url
+        if parts.netloc == self._site_host and parts.netloc != self._origin[1]:
+            return urlunsplit((*self._origin, parts.path, parts.query, parts.fragment))
+        return url
+
+
+def lesson_of(page: ListingPage, scope: UrlScope) -> RawLesson | None:
+    """A lesson page's own lesson under its canonical URL (the page's rel=canonical, else the
+    URL it was fetched from), or None when the page shows no titled lesson in scope."""
+    if page.lesson is None or not page.lesson.title:
+        return None
+    canonical = scope.canonical(page.lesson.url) or scope.canonical(page.url)
+    return replace(page.lesson, url=canonical) if canonical is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredListing:
+    """The unread rest of a listing whose first pages showed only lessons the archive knew."""
+
+    url: str
+    first: int
+    last: int
+
+
+@dataclass
+class Frontier:
+    """What a run fetches next. Each ``after_*`` answers the links a fetched page leads to;
+    the state kept between answers is plain data (which listings are being walked to their
+    end, which were deferred)."""
+
+    scope: UrlScope
+    known: Mapping[str, KnownPage] = field(default_factory=dict)
+    # Listings (by their page 1) being walked to the end, and their last page.
+    walked: dict[str, int] = field(default_factory=dict)
+    deferred: list[DeferredListing] = field(default_factory=list)
+
+    @property
+    def recrawl(self) -> bool:
+        """The archive knows lessons: listings are read only as far as they show new ones."""
+        return any(page.kind == "lesson" for page in self.known.values())
+
+    def start(self, start_urls: Iterable[str], sitemap_urls: Iterable[str]) -> list[Link]:
+        """The first links of a run: its start URLs and sitemaps, and every page known to lead
+        to lessons, asked again (conditionally): a lesson that vanished answers 404 and can be
+        marked removed; one that changed answers 200."""
+        links = [Link(url, "lesson") for url in start_urls]
+        links += [Link(url, "sitemap") for url in dict.fromkeys(sitemap_urls)]
+        links += [
+            Link(url, known.kind)
+            for url, known in self.known.items()
+            if known.kind in ("lesson", "sitemap")
+        ]
+        return links
+
+    def after_page(
+        self, page: ListingPage, kind: str, disallowed: Container[str] = frozenset()
+    ) -> list[Link]:
+        """The links a lesson or listing page leads to: the lessons it lists, and the pages of
+        its listing still to read. ``disallowed`` are URLs robots.txt keeps the crawl from:
+        such a lesson stays unknown, but it is not new."""
+        listed = [url for link in page.listed if (url := self.scope.canonical(link))]
+        links = [Link(url, "lesson") for url in listed]
+        base = self.scope.canonical(page.url)
+        if base is None:
+            return links
+        if self.recrawl and self.scope.listing_page(base, 1) not in self.walked:
+            # Lessons published since the last run are at the top of a listing: read on only
+            # while a page still shows a lesson the archive does not know.
+            if page.page and page.page_count and page.page < page.page_count:
+                if any(url not in self.known and url not in disallowed for url in listed):
+                    links.append(Link(self.scope.listing_page(base, page.page + 1), "listing"))
+                else:
+                    self.deferred.append(DeferredListing(base, page.page + 1, page.page_count))
+            return links
+        # "Page N of M" says how many pages the listing has: the next LOOKAHEAD pages are
+        # queued at once rather than by following "next" one by one, so the pages of one
+        # listing are fetched in parallel, and each page fetched queues the one LOOKAHEAD on.
+        if page.page and page.page_count:
+            if kind == "lesson":
+                last = min(1 + LOOKAHEAD, page.page_count)
+                links += [
+                    Link(self.scope.listing_page(base, n), "listing") for n in range(2, last + 1)
+                ]
+            else:
+                links += self._walk_on(base, page.page, page.page_count)
+        links += [Link(url, "listing") for url in (*page.page_urls, page.next_url) if url]
+        return links
+
+    def after_not_modified(self, url: str, kind: str) -> list[Link]:
+        """A 304: nothing was published into the page since it was stored, so a listing that
+        is not being walked to its end is read no further (the lessons it lists are known)."""
+        if kind != "listing":
+            return []
+        last = self.walked.get(self.scope.listing_page(url, 1))
+        return [] if last is None else self._walk_on(url, self.scope.page_number(url), last)
+
+    def after_drained(self, sitemap_read: bool) -> list[Link]:
+        """Every queued page was fetched. The deferred rests of listings are walked after all
+        unless the sitemap vouched for every lesson: a lesson published with an old date lands
+        deep in listings, and only the sitemap or a full walk can find it there."""
+        deferred, self.deferred = self.deferred, []
+        if sitemap_read:
+            return []
+        links = []
+        for listing in deferred:
+            self.walked[self.scope.listing_page(listing.url, 1)] = listing.last
+            last = min(listing.first + LOOKAHEAD - 1, listing.last)
+            links += [
+                Link(self.scope.listing_page(listing.url, n), "listing")
+                for n in range(listing.first, last + 1)
+            ]
+        return links
+
+    def _walk_on(self, url: str, page: int, last: int) -> list[Link]:
+        """Page ``page`` of a listing walked to its end was read: the page LOOKAHEAD on."""
+        if page + LOOKAHEAD <= last:
+            return [Link(self.scope.listing_page(url, page + LOOKAHEAD), "listing")]
+        return []
+
+
+def sitemap_read(pages: Iterable[PageRecord]) -> bool:
+    """Every sitemap answered (200 or 304) and at least one named lessons or was unchanged."""
+    sitemaps = [p for p in pages if p.kind == "sitemap"]
+    return (
+        bool(sitemaps)
+        and all(p.status in (200, 304) and p.error is None for p in sitemaps)
+        and any(p.status == 304 or p.listed for p in sitemaps)
+    )

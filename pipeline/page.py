@@ -1,0 +1,33 @@
+"""One HTML response read, whether it was just fetched or comes back from the captures: decoded
+as a browser would, extracted, and its lesson named by its canonical URL. The crawl and
+`reparse` both read pages through here, so they cannot disagree about what a page says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Selectors
+from .decode import decode_html
+from .extract import ListingPage, RawLesson, extract
+from .frontier import UrlScope, lesson_of
+
+
+@dataclass(frozen=True, slots=True)
+class PageRead:
+    page: ListingPage
+    lesson: RawLesson | None  # the page's own titled lesson, under its canonical URL
+    replaced: bool  # invalid bytes were replaced while decoding
+    warnings: tuple[str, ...]  # a charset fallback, numbers out of range
+
+
+def read_page(
+    url: str, body: bytes, content_type: str | None, scope: UrlScope, selectors: Selectors
+) -> PageRead:
+    decoded = decode_html(body, content_type)
+    page = extract(decoded.text, url, selectors)
+    return PageRead(
+        page=page,
+        lesson=lesson_of(page, scope),
+        replaced=decoded.replaced,
+        warnings=tuple(w for w in (decoded.fallback, *page.anomalies) if w),
+    )
