@@ -1,4 +1,4 @@
-"""Extraction from HTML strings shaped like the site's Divi markup (see shared/SITE.md)."""
+"""Extraction from HTML strings shaped like the site's Divi markup (see tests/site/render.py)."""
 
 import pytest
 

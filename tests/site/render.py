@@ -1,7 +1,7 @@
 """Markup of the fixture site: WordPress + Divi pages, WP-PageNavi, core sitemaps.
 
 Pure functions from data to text; the server decides what to render and when. The markup copies
-the class names and nesting of movementality.se (see /work/shared/SITE.md) because the crawler's
+the class names and nesting of movementality.se's pages because the crawler's
 selectors are written against them, including the awkward parts: listing items are
 ``article.et_pb_post`` just like the lesson itself, every listing excerpt starts with an empty
 ``<p></p>``, and text arrives texturized (typography as numeric entities).

@@ -1,7 +1,7 @@
 """A local stand-in for movementality.se that tests and ``make demo`` crawl instead of the internet.
 
 ``FixtureSite`` serves the lessons in ``lessons.json`` with the real site's URLs, markup and
-quirks (see /work/shared/SITE.md and ``render.py``): per-lesson "You may also like" listings
+quirks (see ``render.py``): per-lesson "You may also like" listings
 paginated under ``/video/<slug>/page/<N>/``, trailing-slash redirects, ``robots.txt``, WordPress
 core sitemaps, ETag/Last-Modified validators, plus test hooks: request records, a concurrency
 high-water mark, content mutations between crawls, and injected faults.
