@@ -1,5 +1,12 @@
-"""One polite HTTP client for a crawl: robots.txt, per-host concurrency and delay, retries,
-conditional requests, a size cap, and redirects followed only within the site.
+"""One polite HTTP client for a crawl, in layers, outermost first:
+
+- ``Fetcher.get``: only URLs on the site, conditional requests;
+- ``_follow_redirects``: same-site redirects followed (the one redirect loop), robots.txt asked
+  before every hop (``read_robots`` turns a robots.txt answer into rules, or a refusal);
+- ``_get_with_retries``: transient failures retried with backoff (``retry_reason`` judges);
+- ``_attempt``: per-host concurrency and pacing (``Pacer``), and a deadline per exchange;
+- ``_exchange`` / ``_decompress``: the body read up to a size cap, and decoded whole or not at
+  all.
 
 It never parses HTML. Every HTTP response it receives (retried ones and redirects included) is
 handed to ``on_response`` so that captures can keep the raw exchange.
@@ -10,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,7 +27,7 @@ import httpx
 from protego import Protego
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from .config import Config
+from .config import Config, Politeness
 from .decode import Decoded, decode_html, is_html, media_type
 from .errors import CrawlRefused, FetchError
 
@@ -149,10 +156,8 @@ class Fetcher:
         return parts.scheme in ("http", "https") and parts.netloc == self.config.host
 
     async def load_robots(self, url: str) -> Protego:
-        """Fetch and parse the host's robots.txt once. A missing file allows everything; a
-        server error or a redirect off the site forbids the crawl (RFC 9309 §2.3.1), and so
-        does a Crawl-delay above politeness.max_crawl_delay; no answer at all raises
-        FetchError."""
+        """Fetch and parse the host's robots.txt once (see ``read_robots``); no answer at all
+        raises FetchError."""
         host = self._host(url)
         if host.robots is None:
             parts = urlsplit(url)
@@ -166,28 +171,8 @@ class Fetcher:
                     f"{robots_url} answered {exc.reason}: while robots.txt cannot be read "
                     "the crawl is not allowed (RFC 9309)"
                 ) from None
-            if response.status in _REDIRECTS:
-                target = urljoin(response.url, response.header("location") or "")
-                raise CrawlRefused(
-                    f"{robots_url} redirects off the site ({target}): robots.txt cannot be "
-                    "read, so the crawl is not allowed"
-                )
-            if response.status >= 500:
-                raise CrawlRefused(
-                    f"{robots_url} answered HTTP {response.status}: while robots.txt cannot be "
-                    "read the crawl is not allowed (RFC 9309)"
-                )
-            text = ""
-            if response.status == 200:
-                text = response.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")
-            host.robots = Protego.parse(text)
+            host.robots = read_robots(response, self.politeness)
             crawl_delay = host.robots.crawl_delay(self.politeness.user_agent)
-            if crawl_delay and crawl_delay > self.politeness.max_crawl_delay:
-                raise CrawlRefused(
-                    f"{robots_url} asks for Crawl-delay: {crawl_delay:g} s, more than "
-                    f"politeness.max_crawl_delay = {self.politeness.max_crawl_delay:g} s; "
-                    "nothing was crawled (raise the setting to crawl this slowly)"
-                )
             if crawl_delay:
                 host.pacer.delay = max(host.pacer.delay, float(crawl_delay))
         return host.robots
@@ -283,18 +268,8 @@ class Fetcher:
                 raise _Retryable(_describe(exc)) from None
         if self.on_response is not None:
             self.on_response(response)
-        if response.status in self.retry.statuses:
-            raise _Retryable(
-                f"HTTP {response.status}",
-                _retry_after(response.header("retry-after")),
-                status=response.status,
-            )
-        if response.status == 200 and response.is_html and not final:
-            # Invalid bytes in a page are usually corruption on the way (a retry cures it);
-            # only the last attempt's body is kept with them replaced.
-            decoded = response.decode()
-            if decoded.replaced:
-                raise _Retryable(f"undecodable body: {decoded.fallback}")
+        if (retry := retry_reason(response, self.retry.statuses, final=final)) is not None:
+            raise retry
         return response
 
     async def _exchange(self, url: str, headers: dict[str, str], *, robots: bool) -> Fetched:
@@ -338,6 +313,52 @@ class Fetcher:
                 pacer=Pacer(self.politeness.delay, self.politeness.jitter, self._rng),
             )
         return self._hosts[netloc]
+
+
+def read_robots(response: Fetched, politeness: Politeness) -> Protego:
+    """The rules of a robots.txt answer (RFC 9309): a missing file allows everything; a server
+    error or a redirect off the site forbids the crawl, and so does a Crawl-delay above
+    politeness.max_crawl_delay. Only the first ROBOTS_MAX_BYTES are read."""
+    if response.status in _REDIRECTS:
+        target = urljoin(response.url, response.header("location") or "")
+        raise CrawlRefused(
+            f"{response.url} redirects off the site ({target}): robots.txt cannot be "
+            "read, so the crawl is not allowed"
+        )
+    if response.status >= 500:
+        raise CrawlRefused(
+            f"{response.url} answered HTTP {response.status}: while robots.txt cannot be "
+            "read the crawl is not allowed (RFC 9309)"
+        )
+    text = ""
+    if response.status == 200:
+        text = response.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")
+    robots = Protego.parse(text)
+    crawl_delay = robots.crawl_delay(politeness.user_agent)
+    if crawl_delay and crawl_delay > politeness.max_crawl_delay:
+        raise CrawlRefused(
+            f"{response.url} asks for Crawl-delay: {crawl_delay:g} s, more than "
+            f"politeness.max_crawl_delay = {politeness.max_crawl_delay:g} s; "
+            "nothing was crawled (raise the setting to crawl this slowly)"
+        )
+    return robots
+
+
+def retry_reason(response: Fetched, statuses: Iterable[int], *, final: bool) -> _Retryable | None:
+    """Why ``response`` deserves another attempt, or None when it is the answer: a status
+    configured as transient (with its Retry-After), or a page whose bytes do not decode, which
+    is usually corruption on the way (only the last attempt's body is kept, bytes replaced)."""
+    if response.status in statuses:
+        return _Retryable(
+            f"HTTP {response.status}",
+            _retry_after(response.header("retry-after")),
+            status=response.status,
+        )
+    if response.status == 200 and response.is_html and not final:
+        decoded = response.decode()
+        if decoded.replaced:
+            return _Retryable(f"undecodable body: {decoded.fallback}")
+    return None
 
 
 def _decompress(url: str, raw: bytes, encoding: str, cap: int) -> bytes:

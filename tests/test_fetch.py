@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import itertools
 import random
 
 import pytest
 
-from pipeline.errors import FetchError
-from pipeline.fetch import Fetcher, Pacer
+from pipeline.config import Politeness
+from pipeline.errors import CrawlRefused, FetchError
+from pipeline.fetch import (
+    ROBOTS_MAX_BYTES,
+    Fetched,
+    Fetcher,
+    Pacer,
+    _decompress,
+    read_robots,
+    retry_reason,
+)
 from tests.conftest import START_SLUG, local_config
 from tests.site.server import FixtureSite
 
@@ -148,3 +158,80 @@ def test_no_delay_means_no_waiting_turns():
 
     began, given = asyncio.run(turns())
     assert max(given) == pytest.approx(began, abs=0.01)
+
+
+# -- the layers alone, on plain responses ------------------------------------------------------
+
+
+def answer(status, body=b"", **headers) -> Fetched:
+    return Fetched(
+        url="http://127.0.0.1:8765/robots.txt",
+        status=status,
+        headers=tuple((k.replace("_", "-"), v) for k, v in headers.items()),
+        body=body,
+        request_headers=(),
+        http_version="HTTP/1.1",
+        fetched_at="2025-06-01T04:00:00+00:00",
+    )
+
+
+POLITENESS = Politeness(user_agent="micropause-test", max_crawl_delay=30.0)
+
+
+@pytest.mark.parametrize("status", [404, 410, 403])
+def test_a_robots_txt_that_is_not_there_allows_everything(status):
+    assert read_robots(answer(status, b"User-agent: *\nDisallow: /"), POLITENESS).can_fetch(
+        "http://127.0.0.1:8765/video/a/", "micropause-test"
+    )
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (answer(503), "answered HTTP 503"),
+        (answer(301, location="https://elsewhere.example/robots.txt"), "redirects off the site"),
+        (answer(200, b"User-agent: *\nCrawl-delay: 86400\n"), "Crawl-delay: 86400 s"),
+    ],
+)
+def test_a_robots_txt_that_cannot_be_read_or_asks_too_much_refuses_the_crawl(response, message):
+    with pytest.raises(CrawlRefused, match=message):
+        read_robots(response, POLITENESS)
+
+
+def test_only_the_first_500_kib_of_robots_txt_are_read():
+    rules = b"User-agent: *\nDisallow: /private/\n"
+    padding = b"# " + b"x" * (ROBOTS_MAX_BYTES) + b"\n"
+    robots = read_robots(answer(200, rules + padding + b"Disallow: /video/\n"), POLITENESS)
+    assert not robots.can_fetch("http://127.0.0.1:8765/private/a/", "micropause-test")
+    assert robots.can_fetch("http://127.0.0.1:8765/video/a/", "micropause-test")
+
+
+@pytest.mark.parametrize(
+    ("response", "final", "retry"),
+    [
+        (answer(503, retry_after="7"), False, "HTTP 503"),
+        (answer(503), True, "HTTP 503"),  # a transient status is retried up to the last try
+        (answer(404), False, None),
+        (answer(200, b"caf\xe9", content_type="text/html; charset=utf-8"), False, "undecodable"),
+        (answer(200, b"caf\xe9", content_type="text/html; charset=utf-8"), True, None),
+        (answer(200, b"caf\xc3\xa9", content_type="text/html; charset=utf-8"), False, None),
+    ],
+)
+def test_which_answers_deserve_another_attempt(response, final, retry):
+    reason = retry_reason(response, (429, 500, 503), final=final)
+    if retry is None:
+        assert reason is None
+    else:
+        assert reason is not None and reason.reason.startswith(retry)
+    if response.header("retry-after"):
+        assert reason.retry_after == 7.0
+
+
+def test_a_compressed_body_is_decoded_whole_or_not_at_all():
+    body = b"<p>" + b"lesson text " * 2000 + b"</p>"
+    packed = gzip.compress(body)
+    assert _decompress("u", packed, "gzip", cap=1_000_000) == body
+    with pytest.raises(Exception, match="truncated gzip body"):
+        _decompress("u", packed[: len(packed) * 85 // 100], "gzip", cap=1_000_000)
+    with pytest.raises(FetchError, match="inflates past"):
+        _decompress("u", packed, "gzip", cap=1000)
