@@ -201,7 +201,9 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         f"{counts.removed} removed · programs: {counts.programs}\n"
         f"  pages: {result.fetched} fetched, "
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
-        f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB",
+        f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB\n"
+        f"  listings: {result.listings.walked} walked, {result.listings.inferred} proven "
+        f"from page 1, {result.listings.contradicted} contradicted",
     )
     for page in failed[:10]:
         say(out, f"  failed: {page.url}: {page.error}")

@@ -34,6 +34,9 @@ class Scope:
     path_prefixes: tuple[str, ...]
     lesson_path: str
     listing_path: str
+    # A first crawl proves most listings from the categories pages show instead of walking
+    # them (see pipeline/inference.py); false walks every lesson's listing to its end.
+    listing_inference: bool = True
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class Selectors:
     page_count: str
     page_links: str
     next_link: str
+    # Where a lesson's categories show: as classes with this prefix on its own article (the
+    # first match of `categories`) and on each listed one. Empty: the site does not show them.
+    categories: str = ""
+    category_prefix: str = ""
 
 
 @dataclass(frozen=True)

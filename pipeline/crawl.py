@@ -18,6 +18,7 @@ from .errors import ArchiveWriteError, FetchError, SiteUnreachable
 from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
+from .inference import ListingCounts
 from .page import read_page
 
 log = logging.getLogger("micropause.crawl")
@@ -41,6 +42,9 @@ class CrawlResult:
     # The run went on longer than politeness.max_run_seconds and was stopped.
     deadline_passed: bool = False
     elapsed: float = 0.0
+    # How the lessons' listings were settled: walked to their end, or proven from page 1.
+    listings: ListingCounts = field(default_factory=ListingCounts)
+    listings_settled: bool = True
 
     @property
     def fetched(self) -> int:
@@ -53,8 +57,14 @@ class CrawlResult:
 
     @property
     def complete(self) -> bool:
-        """Every URL the run discovered was fetched and none finally failed."""
-        return not self.budget_exhausted and not self.deadline_passed and not self.failed
+        """Every URL the run discovered was fetched, none finally failed, and every listing
+        was read or proven."""
+        return (
+            not self.budget_exhausted
+            and not self.deadline_passed
+            and not self.failed
+            and self.listings_settled
+        )
 
     @property
     def lesson_urls(self) -> set[str]:
@@ -104,6 +114,8 @@ class Crawl:
                 self.config.politeness.max_run_seconds,
             )
         self.result.elapsed = time.monotonic() - began
+        self.result.listings = self.frontier.listings
+        self.result.listings_settled = self.frontier.settled
         if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
             reasons = {p.error for p in self.result.failed}
             raise SiteUnreachable(
@@ -152,8 +164,11 @@ class Crawl:
                 self.result.pages[link.url].error = error[:1000]
                 log.warning("page.failed url=%r error=%r", link.url, error[:300])
             finally:
+                failed = self.result.pages[link.url].error is not None
+                if failed:
+                    await self._enqueue(self.frontier.after_failure(link.url, link.kind))
                 self._done += 1
-                self._failed += self.result.pages[link.url].error is not None
+                self._failed += failed
                 self._queue.task_done()
                 if self.progress is not None:
                     self.progress(self._done, len(self.result.pages), self._failed)

@@ -61,6 +61,9 @@ class ListingPage:
     page_urls: tuple[str, ...]
     # What the page said that could not be believed (a number out of range): read as absent.
     anomalies: tuple[str, ...] = ()
+    # The categories of the page's own lesson, and of each listed one (in ``listed`` order).
+    categories: frozenset[str] = frozenset()
+    listed_categories: tuple[frozenset[str], ...] = ()
 
 
 def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
@@ -83,11 +86,16 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
             published=_text_or_none(tree.css_first(selectors.published), breaks),
         )
 
-    listed = []
+    listed, listed_categories = [], []
+    prefix = selectors.category_prefix
     for item in tree.css(selectors.listed_lesson):
         href = _attr(item.css_first(selectors.listed_link), "href")
         if href:
             listed.append(_join(url, href))
+            listed_categories.append(_categories(item, prefix))
+    categories = frozenset()
+    if selectors.categories and prefix:
+        categories = _categories(tree.css_first(selectors.categories), prefix)
 
     page = page_count = None
     anomalies = []
@@ -114,6 +122,18 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
         next_url=_join(url, next_href) if next_href else None,
         page_urls=page_urls,
         anomalies=tuple(anomalies),
+        categories=categories,
+        listed_categories=tuple(listed_categories) if prefix else (),
+    )
+
+
+def _categories(node: LexborNode | None, prefix: str) -> frozenset[str]:
+    """The ``<prefix><slug>`` classes of a node, as slugs."""
+    classes = _attr(node, "class") if prefix else None
+    if not classes:
+        return frozenset()
+    return frozenset(
+        c[len(prefix) :] for c in classes.split() if c.startswith(prefix) and c != prefix
     )
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .archive import KnownPage, PageRecord
 from .config import Config
 from .extract import ListingPage, RawLesson, bounded_page
+from .inference import ListingCounts, ListingInference, PageOne
 
 # Whitespace and control characters are never part of a URL (a browser strips or rejects
 # them); a link holding one is not followed.
@@ -152,11 +153,16 @@ class Frontier:
     # Listings (by their page 1) being walked to the end, and their last page.
     walked: dict[str, int] = field(default_factory=dict)
     deferred: list[DeferredListing] = field(default_factory=list)
+    # A first crawl's proofs of listings (None: every listing is walked).
+    inference: ListingInference | None = None
 
-    @property
-    def recrawl(self) -> bool:
-        """The archive knows lessons: listings are read only as far as they show new ones."""
-        return any(page.kind == "lesson" for page in self.known.values())
+    listings_read: int = 0  # lessons' listings read (without inference)
+
+    def __post_init__(self) -> None:
+        self.recrawl = any(page.kind == "lesson" for page in self.known.values())
+        inferring = self.scope.config.scope.listing_inference and not self.recrawl
+        if inferring and self.scope.config.selectors.category_prefix:
+            self.inference = ListingInference()
 
     def start(self, start_urls: Iterable[str], sitemap_urls: Iterable[str]) -> list[Link]:
         """The first links of a run: its start URLs and sitemaps, and every page known to lead
@@ -177,11 +183,16 @@ class Frontier:
         """The links a lesson or listing page leads to: the lessons it lists, and the pages of
         its listing still to read. ``disallowed`` are URLs robots.txt keeps the crawl from:
         such a lesson stays unknown, but it is not new."""
-        listed = [url for link in page.listed if (url := self.scope.canonical(link))]
+        canonical = {link: url for link in page.listed if (url := self.scope.canonical(link))}
+        listed = list(dict.fromkeys(canonical.values()))
         links = [Link(url, "lesson") for url in listed]
         base = self.scope.canonical(page.url)
         if base is None:
             return links
+        if self.inference is not None and page.page and page.page_count:
+            return links + self._inferring(page, kind, base, canonical)
+        if kind == "lesson" and page.page_count:
+            self.listings_read += 1
         if self.recrawl and self.scope.listing_page(base, 1) not in self.walked:
             # Lessons published since the last run are at the top of a listing: read on only
             # while a page still shows a lesson the archive does not know.
@@ -205,6 +216,49 @@ class Frontier:
         links += [Link(url, "listing") for url in (*page.page_urls, page.next_url) if url]
         return links
 
+    def _inferring(
+        self, page: ListingPage, kind: str, base: str, canonical: dict[str, str]
+    ) -> list[Link]:
+        """A first crawl's page, when listings may be proven: only the listings that must be
+        walked are (see ``inference``)."""
+        inference = self.inference
+        inference.learn(page, canonical)
+        shown = tuple(canonical[link] for link in page.listed if link in canonical)
+        if kind == "lesson" and page.page == 1:
+            lesson = PageOne(base, page.categories, shown, page.page_count)
+            return self._walks(inference.lesson_seen(lesson))
+        lesson_url = self.scope.listing_page(base, 1)
+        walks = self._walks(inference.listing_page_seen(lesson_url, page, shown))
+        if lesson_url in inference.walks:
+            walks += self._walk_on(base, page.page, page.page_count)
+        return walks
+
+    @property
+    def listings(self) -> ListingCounts:
+        """How the run's listings were settled."""
+        if self.inference is None:
+            return ListingCounts(walked=self.listings_read)
+        return self.inference.counts
+
+    @property
+    def settled(self) -> bool:
+        """Every listing seen was read, walked to its end or proven."""
+        return self.inference is None or self.inference.settled
+
+    def after_failure(self, url: str, kind: str) -> list[Link]:
+        """A page that finally failed: a walk it belonged to proves nothing."""
+        if self.inference is None or kind != "listing":
+            return []
+        return self._walks(self.inference.listing_page_failed(self.scope.listing_page(url, 1)))
+
+    def _walks(self, lesson_urls: list[str]) -> list[Link]:
+        """The first LOOKAHEAD pages after page 1 of each listing to walk."""
+        links = []
+        for url in lesson_urls:
+            last = min(1 + LOOKAHEAD, self.inference.walks[url].lesson.page_count)
+            links += [Link(self.scope.listing_page(url, n), "listing") for n in range(2, last + 1)]
+        return links
+
     def after_not_modified(self, url: str, kind: str) -> list[Link]:
         """A 304: nothing was published into the page since it was stored, so a listing that
         is not being walked to its end is read no further (the lessons it lists are known)."""
@@ -217,6 +271,8 @@ class Frontier:
         """Every queued page was fetched. The deferred rests of listings are walked after all
         unless the sitemap vouched for every lesson: a lesson published with an old date lands
         deep in listings, and only the sitemap or a full walk can find it there."""
+        if self.inference is not None:
+            return self._walks(self.inference.drained())
         deferred, self.deferred = self.deferred, []
         if sitemap_read:
             return []

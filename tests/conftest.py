@@ -16,10 +16,12 @@ CONFIG_PATH = ROOT / "config" / "movementality.toml"
 START_SLUG = "forward-fold-circle-the-knees"
 
 
-def local_config(site: FixtureSite, **politeness) -> Config:
+def local_config(site: FixtureSite, *, listing_inference: bool = True, **politeness) -> Config:
     """The project's real configuration, pointed at the local site, with no delay and fast
     retries so tests spend their time crawling rather than waiting."""
     config = load_config(CONFIG_PATH).with_start_urls((site.lesson_url(START_SLUG),))
+    scope = dataclasses.replace(config.scope, listing_inference=listing_inference)
+    config = dataclasses.replace(config, scope=scope)
     defaults = {"delay": 0.0, "jitter": 0.0, "read_timeout": 2.0, "connect_timeout": 2.0}
     config = config.with_politeness(**{**defaults, **politeness})
     retry = dataclasses.replace(

@@ -19,7 +19,10 @@ from pipeline.frontier import (
 from tests.conftest import CONFIG_PATH
 
 ORIGIN = "http://127.0.0.1:8765/video/start/"
-SCOPE = UrlScope(load_config(CONFIG_PATH).with_start_urls((ORIGIN,)), ORIGIN)
+CONFIG = load_config(CONFIG_PATH).with_start_urls((ORIGIN,))
+SCOPE = UrlScope(CONFIG, ORIGIN)
+# Every listing walked to its end, as with `listing_inference = false`.
+WALKING = UrlScope(replace(CONFIG, scope=replace(CONFIG.scope, listing_inference=False)), ORIGIN)
 
 
 @pytest.mark.parametrize(
@@ -93,14 +96,14 @@ def known(*slugs: str) -> dict[str, KnownPage]:
 
 
 def test_a_first_crawl_queues_the_listed_lessons_and_the_next_pages_of_the_listing():
-    frontier = Frontier(SCOPE)
+    frontier = Frontier(WALKING)
     links = frontier.after_page(listing("a", 1, of=40, listed=("b", "c")), "lesson")
     assert urls(links, "lesson") == [lesson_url("b"), lesson_url("c")]
     assert urls(links, "listing") == [listing_url("a", n) for n in range(2, LOOKAHEAD + 2)]
 
 
 def test_a_first_crawl_walks_a_listing_to_its_last_page_one_lookahead_at_a_time():
-    frontier = Frontier(SCOPE)
+    frontier = Frontier(WALKING)
     assert urls(frontier.after_page(listing("a", 5, of=40), "listing")) == [
         listing_url("a", 5 + LOOKAHEAD)
     ]
@@ -109,7 +112,7 @@ def test_a_first_crawl_walks_a_listing_to_its_last_page_one_lookahead_at_a_time(
 
 
 def test_a_short_listing_queues_only_the_pages_it_has():
-    links = Frontier(SCOPE).after_page(listing("a", 1, of=3), "lesson")
+    links = Frontier(WALKING).after_page(listing("a", 1, of=3), "lesson")
     assert urls(links, "listing") == [listing_url("a", 2), listing_url("a", 3)]
 
 
@@ -117,7 +120,7 @@ def test_a_page_without_a_page_count_queues_its_own_pagination_links():
     page = replace(
         listing("a", 1, of=None), next_url=listing_url("a", 2), page_urls=(listing_url("a", 9),)
     )
-    assert urls(Frontier(SCOPE).after_page(page, "lesson"), "listing") == [
+    assert urls(Frontier(WALKING).after_page(page, "lesson"), "listing") == [
         listing_url("a", 9),
         listing_url("a", 2),
     ]

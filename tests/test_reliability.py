@@ -48,9 +48,11 @@ def test_a_third_of_urls_faulting_gives_the_same_archive_as_a_clean_crawl(tmp_pa
         faulty = tmp_path / "faulty" / "micropause.db"
         report = crawl_into_archive(config, faulty)
         met = {r.fault for r in site.requests if r.fault}
+        asked = {r.path for r in site.requests}
     assert met == set(curable)  # every kind really happened
     assert report.result.complete, [p.error for p in report.result.failed]
-    assert report.result.stats.retries >= len(faults)
+    # Every faulting URL the crawl asked for was retried until it answered.
+    assert report.result.stats.retries >= len(asked & set(faults))
     assert rows(faulty, CONTENT) == rows(tmp_path / "clean.db", CONTENT)
     assert rows(faulty, PROGRAMS) == rows(tmp_path / "clean.db", PROGRAMS)
     # Its captures hold the corrupted answers as well as the retried ones: reparse skips the

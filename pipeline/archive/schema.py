@@ -202,6 +202,14 @@ def m004_anomalies_and_warnings(db: Database) -> None:
     db.execute("ALTER TABLE pages ADD COLUMN warning TEXT")
 
 
+@migrations()
+def m005_listings_settled(db: Database) -> None:
+    # How a first crawl settled each lesson's listing: walked to its end, proven from page 1
+    # (inferred), or walked because page 1 contradicted the prediction.
+    for column in ("listings_walked", "listings_inferred", "listings_contradicted"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -24,7 +24,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -155,23 +155,53 @@ def _disallowed(robots_text: str) -> list[str]:
     return prefixes
 
 
-def _listing(lessons: Mapping[str, Lesson], hidden: set[str], slug: str) -> list[Lesson]:
-    """Lessons shown under ``slug``: published, listed, sharing a category; newest first."""
-    cats = set(lessons[slug].categories)
+# How a listing chooses its lessons. "categories" is the site's own rule; "tags" is a related-
+# posts module that ignores the categories the pages show (each lesson gets two hidden tags
+# from its slug), so a crawler reasoning from categories must notice its predictions fail.
+RELATED = ("categories", "tags")
+
+
+def _hidden_tags(slug: str) -> set[str]:
+    digest = hashlib.sha256(slug.encode()).digest()
+    return {f"a{digest[0] % 4}", f"b{digest[1] % 5}"}
+
+
+def _listing(
+    lessons: Mapping[str, Lesson],
+    hidden: set[str],
+    slug: str,
+    related: str = "categories",
+    extra: Mapping[str, list[str]] | None = None,
+) -> list[Lesson]:
+    """Lessons shown under ``slug``: published, listed, related; newest first. ``extra`` adds
+    lessons at the end of a lesson's listing, as an odd related-posts rule might."""
+
+    def terms(lesson: Lesson) -> set[str]:
+        return set(lesson.categories) if related == "categories" else _hidden_tags(lesson.slug)
+
+    own = terms(lessons[slug])
     items = [
         other
         for other in lessons.values()
         if other.slug != slug
         and other.listed
         and other.slug not in hidden
-        and cats.intersection(other.categories)
+        and own.intersection(terms(other))
     ]
     items.sort(key=lambda item: (item.published, item.post_id), reverse=True)
+    shown = {item.slug for item in items}
+    for added in (extra or {}).get(slug, []):
+        if added not in shown and added in lessons and added not in hidden:
+            items.append(lessons[added])
     return items
 
 
 def _crawlable_paths(
-    lessons: Mapping[str, Lesson], hidden: set[str], per_page: int, robots_text: str
+    lessons: Mapping[str, Lesson],
+    hidden: set[str],
+    per_page: int,
+    robots_text: str,
+    listing: Callable[[str], list[Lesson]] | None = None,
 ) -> list[str]:
     disallowed = _disallowed(robots_text)
     paths = []
@@ -181,7 +211,8 @@ def _crawlable_paths(
         base = f"/video/{lesson.slug}/"
         if any(base.startswith(prefix) for prefix in disallowed):
             continue
-        count = len(_listing(lessons, hidden, lesson.slug))
+        items = listing(lesson.slug) if listing else _listing(lessons, hidden, lesson.slug)
+        count = len(items)
         paths.append(base)
         paths.extend(f"{base}page/{n}/" for n in range(2, _pages(count, per_page) + 1))
     return sorted(paths)
@@ -237,8 +268,14 @@ class FixtureSite:
         host: str = "127.0.0.1",
         port: int = 0,
         theme: str = "divi",
+        related: str = "categories",
+        extra_listed: Mapping[str, list[str]] | None = None,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
+        if related not in RELATED:
+            raise ValueError(f"unknown related-posts rule {related!r}; choose from {RELATED}")
+        self.related = related
+        self.extra_listed = dict(extra_listed or {})
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -368,17 +405,23 @@ class FixtureSite:
     def listing(self, slug: str) -> list[Lesson]:
         """The full "You may also like" listing of ``slug``, newest first (all pages)."""
         with self._lock:
-            return [copy.deepcopy(x) for x in _listing(self._lessons, self._hidden, slug)]
+            return [copy.deepcopy(x) for x in _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)]
 
     def page_count(self, slug: str) -> int:
         with self._lock:
-            return _pages(len(_listing(self._lessons, self._hidden, slug)), self.per_page)
+            return _pages(len(_listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)), self.per_page)
 
     def crawlable_paths(self) -> list[str]:
         """Every lesson and listing page a polite crawler can discover (robots.txt honoured)."""
         with self._lock:
             return _crawlable_paths(
-                self._lessons, self._hidden, self.per_page, self._robots_text("")
+                self._lessons,
+                self._hidden,
+                self.per_page,
+                self._robots_text(""),
+                lambda slug: _listing(
+                    self._lessons, self._hidden, slug, self.related, self.extra_listed
+                ),
             )
 
     # -- mutations (take effect on the next request) ---------------------------------------
@@ -588,7 +631,7 @@ class FixtureSite:
             page = int(parts[3])
         else:
             return self._not_found(base)
-        items = _listing(self._lessons, self._hidden, slug)
+        items = _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)
         pages = _pages(len(items), self.per_page)
         if page == 1 and len(parts) == 4:
             return _redirect(f"{base}/video/{slug}/")
