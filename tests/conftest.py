@@ -14,6 +14,13 @@ from tests.site.server import FixtureSite, load_lessons
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / "config" / "movementality.toml"
 START_SLUG = "forward-fold-circle-the-knees"
+# What a crawl archives, minus the columns that say *when* it looked.
+CONTENT = (
+    "select l.slug, l.title, p.name as program, l.part, l.subtitle, l.description, l.author, "
+    "l.published, l.content_hash, l.removed_at from lessons l "
+    "left join programs p on p.id = l.program_id order by l.slug"
+)
+PROGRAMS = "select slug, name, lesson_count, parts_missing from programs order by slug"
 
 
 def local_config(site: FixtureSite, *, listing_inference: bool = True, **politeness) -> Config:

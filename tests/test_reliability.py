@@ -20,16 +20,8 @@ from pipeline.errors import ArchiveWriteError
 from pipeline.export import export_snapshot
 from pipeline.reparse import reparse
 from pipeline.run import crawl_into_archive
-from tests.conftest import cli_args, local_config
+from tests.conftest import CONTENT, PROGRAMS, cli_args, local_config
 from tests.site.server import TRANSIENT_FAULTS, FixtureSite, Lesson
-
-# What a crawl archives, minus the columns that say *when* it looked.
-CONTENT = (
-    "select l.slug, l.title, p.name as program, l.part, l.subtitle, l.description, l.author, "
-    "l.published, l.content_hash, l.removed_at from lessons l "
-    "left join programs p on p.id = l.program_id order by l.slug"
-)
-PROGRAMS = "select slug, name, lesson_count, parts_missing from programs order by slug"
 
 
 def rows(db_path, sql, params=()):

@@ -405,11 +405,14 @@ class FixtureSite:
     def listing(self, slug: str) -> list[Lesson]:
         """The full "You may also like" listing of ``slug``, newest first (all pages)."""
         with self._lock:
-            return [copy.deepcopy(x) for x in _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)]
+            return [copy.deepcopy(x) for x in self._listing_of(slug)]
+
+    def _listing_of(self, slug: str) -> list[Lesson]:
+        return _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)
 
     def page_count(self, slug: str) -> int:
         with self._lock:
-            return _pages(len(_listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)), self.per_page)
+            return _pages(len(self._listing_of(slug)), self.per_page)
 
     def crawlable_paths(self) -> list[str]:
         """Every lesson and listing page a polite crawler can discover (robots.txt honoured)."""
@@ -419,9 +422,7 @@ class FixtureSite:
                 self._hidden,
                 self.per_page,
                 self._robots_text(""),
-                lambda slug: _listing(
-                    self._lessons, self._hidden, slug, self.related, self.extra_listed
-                ),
+                self._listing_of,
             )
 
     # -- mutations (take effect on the next request) ---------------------------------------
@@ -631,7 +632,7 @@ class FixtureSite:
             page = int(parts[3])
         else:
             return self._not_found(base)
-        items = _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)
+        items = self._listing_of(slug)
         pages = _pages(len(items), self.per_page)
         if page == 1 and len(parts) == 4:
             return _redirect(f"{base}/video/{slug}/")
