@@ -480,5 +480,47 @@ def _n(value) -> str:
     return "-" if value is None else str(value)
 
 
+@main.command()
+@db_option
+@click.option(
+    "--from",
+    "before",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The earlier run [default: the complete run before --to].",
+)
+@click.option(
+    "--to",
+    "after",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The later run [default: the latest complete run].",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+    help="text: counts, then one line per lesson; json: one array of objects; csv: a table.",
+)
+def diff(db_path, before, after, output):
+    """What changed in the archive between two runs: lessons added, changed and removed.
+
+    For a changed lesson, the fields that changed with their old and new values. By default
+    the latest complete run is compared with the complete run before it.
+    """
+    from .diff import as_csv, as_json, as_lines, diff_archive
+
+    changes = diff_archive(db_path, before, after)
+    if output == "json":
+        click.echo(as_json(changes), nl=False)
+    elif output == "csv":
+        click.echo(as_csv(changes), nl=False)
+    else:
+        for line in as_lines(changes):
+            say(out, line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
