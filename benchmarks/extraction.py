@@ -119,6 +119,8 @@ def select_only(html: str, _url: str, selectors: Selectors) -> int:
     items = root.css(selectors.listed_lesson)
     for item in items:
         item.css_first(selectors.listed_link)
+    if selectors.categories:
+        root.css_first(selectors.categories)
     root.css_first(selectors.page_count)
     root.css_first(selectors.next_link)
     root.css(selectors.page_links)
@@ -209,6 +211,7 @@ XPATHS = {
         f"//div[{_has_class('et_pb_blog_grid')}]//article[{_has_class('et_pb_post')}]"
     ),
     "h2.entry-title a": f".//h2[{_has_class('entry-title')}]//a",
+    "article.et_pb_post": f"//article[{_has_class('et_pb_post')}]",
     "div.post-content-inner p": f".//div[{_has_class('post-content-inner')}]//p",
     "div.wp-pagenavi span.pages": (
         f"//div[{_has_class('wp-pagenavi')}]//span[{_has_class('pages')}]"
@@ -256,6 +259,13 @@ def _attr(node, name: str) -> str | None:
     return value.strip() if value else None
 
 
+def _categories(node, prefix: str) -> frozenset[str]:
+    """``category-<slug>`` classes as slugs: BS4 answers a list, lxml a string."""
+    value = node.get("class") if node is not None and prefix else None
+    names = value if isinstance(value, list) else (value or "").split()
+    return frozenset(n[len(prefix) :] for n in names if n.startswith(prefix) and n != prefix)
+
+
 def _finish(text: str) -> str:
     text = _SOURCE_LAYOUT.sub(" ", text).strip(" \t\n\r\f")
     return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
@@ -280,11 +290,14 @@ def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> Li
             author=(text(author) or None) if author is not None else None,
             published=(text(published) or None) if published is not None else None,
         )
-    listed = []
+    listed, listed_categories = [], []
+    prefix = selectors.category_prefix
     for item in select(selectors.listed_lesson):
         href = _attr(scoped_one(item, selectors.listed_link), "href")
         if href:
             listed.append(urljoin(url, href))
+            listed_categories.append(_categories(item, prefix))
+    own = select_one(selectors.categories) if selectors.categories and prefix else None
     page = page_count = None
     pages_node = select_one(selectors.page_count)
     if pages_node is not None and (m := _PAGE_OF.search(text(pages_node))):
@@ -305,4 +318,6 @@ def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> Li
         page_count=page_count,
         next_url=urljoin(url, next_href) if next_href else None,
         page_urls=page_urls,
+        categories=_categories(own, prefix),
+        listed_categories=tuple(listed_categories) if prefix else (),
     )

@@ -224,7 +224,7 @@ out_option = click.option(
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Folder of dated snapshots [default: exports/ beside the --db, archive/exports].",
+    help="Folder of snapshots [default: exports/ beside the --db, archive/exports].",
 )
 format_option = click.option(
     "--format",
@@ -258,7 +258,7 @@ def _formats(text: str) -> tuple[str, ...]:
 def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, quiet, verbose):
     """The scheduled job: lock the archive, crawl, check health, export a snapshot.
 
-    Only a healthy run exports (to OUT/<date>/, re-pointing OUT/latest). Logs go to stderr,
+    Only a healthy run exports (to OUT/<date>-run<id>/, re-pointing OUT/latest). Logs go to stderr,
     one line per event. Exit codes: 0 ok; 1 config or usage error; 2 the run failed and the
     archive is unchanged; 3 unhealthy: lessons saved, nothing marked removed, no snapshot;
     4 the snapshot could not be written; 75 another process holds the archive's lock.
@@ -292,12 +292,13 @@ def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, 
 @out_option
 @format_option
 def export(db_path, out_dir, formats):
-    """Write a dated snapshot of the archive, for citation.
+    """Write a snapshot of the archive, for citation.
 
-    OUT/<YYYY-MM-DD>/ (the day the archive's latest run finished) gets lessons and programs
-    as CSV, JSON and NDJSON, a manifest.json with the run, counts, column meanings and sha256
-    of every file, and a datapackage.json; OUT/latest then points at it. Exporting the same
-    archive again gives byte-identical files.
+    OUT/<YYYY-MM-DD>-run<id>/ (the day the archive's latest run finished, and that run) gets
+    lessons and programs as CSV, JSON and NDJSON, the archive itself as read-only SQLite
+    (micropause.db), the captures as a WACZ (captures.wacz), a manifest.json with the run,
+    counts, column meanings, how to cite and sha256 of every file, and a datapackage.json;
+    OUT/latest then points at it. Exporting the same run again gives byte-identical files.
     """
     formats = _formats(formats)
     with archive_lock(db_path, "micropause export", create=False):
@@ -475,6 +476,48 @@ def status(db_path, last):
 
 def _n(value) -> str:
     return "-" if value is None else str(value)
+
+
+@main.command()
+@db_option
+@click.option(
+    "--from",
+    "before",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The earlier run [default: the complete run before --to].",
+)
+@click.option(
+    "--to",
+    "after",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The later run [default: the latest complete run].",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+    help="text: counts, then one line per lesson; json: one array of objects; csv: a table.",
+)
+def diff(db_path, before, after, output):
+    """What changed in the archive between two runs: lessons added, changed and removed.
+
+    For a changed lesson, the fields that changed with their old and new values. By default
+    the latest complete run is compared with the complete run before it.
+    """
+    from .diff import as_csv, as_json, as_lines, diff_archive
+
+    changes = diff_archive(db_path, before, after)
+    if output == "json":
+        click.echo(as_json(changes), nl=False)
+    elif output == "csv":
+        click.echo(as_csv(changes), nl=False)
+    else:
+        for line in as_lines(changes):
+            say(out, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

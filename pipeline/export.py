@@ -1,13 +1,17 @@
-"""Dated, citable snapshots of the archive: CSV, JSON and NDJSON files with a manifest.
+"""Citable snapshots of the archive: CSV, JSON and NDJSON files, the archive itself as SQLite,
+the captures as a WACZ, and a manifest.
 
-``<out>/<YYYY-MM-DD>/`` holds ``lessons.*`` and ``programs.*`` in each format asked for,
-``manifest.json`` (run, source, counts, schema, sha256 of every file, tool version) and
-``datapackage.json`` (Frictionless Data). The date is the day (UTC) the archive's latest run
-finished, and nothing inside depends on when the export ran: exporting the same archive again
-gives byte-identical files, so a snapshot can be cited and checked.
+``<out>/<YYYY-MM-DD>-run<N>/`` holds ``lessons.*`` and ``programs.*`` in each format asked for,
+``micropause.db`` (the whole archive as it stood after run N: a self-contained, read-only
+SQLite file), ``captures.wacz`` (every capture up to run N, for replay), ``manifest.json``
+(run, source, counts, schema, sha256 of every file, how to cite, tool version) and
+``datapackage.json`` (Frictionless Data). The name is the day (UTC) run N finished and the run
+itself, plus the formats when not all were asked for: a name is never reused for other
+content, and nothing inside depends on when the export ran, so exporting the same run again
+gives byte-identical files and a snapshot can be cited and checked.
 
 A snapshot is written into a hidden directory beside its final place and renamed into place
-(swapped with the old one, where the same date is exported again), then ``<out>/latest`` is
+(swapped with the old one, where the same run is exported again), then ``<out>/latest`` is
 re-pointed by renaming a new symlink over it: readers see the old snapshot or the new one,
 never half of one, and a process killed at any step leaves ``latest`` naming a whole one.
 """
@@ -31,11 +35,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import __version__
-from .archive import LESSON_COLUMNS, PROGRAM_COLUMNS, Archive, Column
+from .archive import LESSON_COLUMNS, PROGRAM_COLUMNS, Archive, Column, read_snapshot
 from .errors import ExportError
+from .replay import WACZ_NAME, Page, build_wacz
 
 FORMATS = ("csv", "json", "ndjson")
 LATEST = "latest"
+# The archive itself in each snapshot; named as the archive is, so `datasette micropause.db`
+# publishes it under the same URLs as `micropause serve`.
+ARCHIVE_FILE = "micropause.db"
 
 
 TABLES = {"lessons": LESSON_COLUMNS, "programs": PROGRAM_COLUMNS}
@@ -53,6 +61,7 @@ CSV_ENCODING = "utf-8-sig"
 @dataclass(frozen=True)
 class Snapshot:
     path: Path
+    name: str  # <date>-run<id>, and the formats when not all of them
     date: str
     run_id: int
     counts: dict[str, int]
@@ -73,31 +82,85 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def export_snapshot(
     db_path: Path | str, out: Path | str | None = None, formats: Sequence[str] = FORMATS
 ) -> Snapshot:
-    """Write the archive as it stands to ``<out>/<date>/`` and point ``<out>/latest`` at it.
+    """Write the archive as it stands to ``<out>/<date>-run<id>/`` and point ``<out>/latest``
+    at it.
 
-    A snapshot of the same date is replaced (a second run that day supersedes the first; the
-    manifest names the run). Hold the archive lock: leftovers of a crashed export are removed.
+    The same run exported again gives the same bytes (and replaces the folder with them).
+    Hold the archive lock: leftovers of a crashed export are removed.
     """
+    formats = tuple(f for f in FORMATS if f in formats)
     with Archive.open(db_path, create=False) as archive:
-        rows = archive.snapshot_rows()
         out = Path(out) if out is not None else archive.layout.exports
-    run, tables = rows.run, rows.tables
-    files = render_files(tables, formats)
-    files["datapackage.json"] = _json_bytes(datapackage(run, tables, files))
-    manifest = build_manifest(run, tables, files)
-    files["manifest.json"] = _json_bytes(manifest)
-    date = manifest["snapshot"]
+        captures = archive.layout.captures
+        run_id = archive.latest_saved_run()["id"]
+        try:
+            partial = _stage(out)
+        except OSError as exc:
+            raise ExportError(f"cannot write a snapshot in {out}: {exc}") from None
+        try:
+            archive.copy_as_of(run_id, partial / ARCHIVE_FILE)
+        except BaseException as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise ExportError(f"cannot write a snapshot in {out}: {exc}") from None
+            raise
+    name = None
     try:
-        path = _publish(out, date, files)
+        # Everything else is read from the copy: the CSV rows are the SQLite file's rows.
+        rows = read_snapshot(partial / ARCHIVE_FILE)
+        run, tables = rows.run, rows.tables
+        pages = [
+            Page(id=f"lesson-{i}", url=url, title=title) for i, url, title in rows.lesson_pages
+        ]
+        name = snapshot_name(run, formats)
+        files = render_files(tables, formats)
+        built = {ARCHIVE_FILE: partial / ARCHIVE_FILE}
+        warcs = [p for p in (captures / c for c in rows.captures) if p.is_file()]
+        if warcs:
+            _build_wacz(partial / WACZ_NAME, warcs, pages, run, name)
+            built[WACZ_NAME] = partial / WACZ_NAME
+        hashes = {file: (path.stat().st_size, _file_digest(path)) for file, path in built.items()}
+        files["datapackage.json"] = _json_bytes(datapackage(run, tables, files, hashes, name))
+        manifest = build_manifest(run, tables, files, hashes, name, warcs)
+        files["manifest.json"] = _json_bytes(manifest)
+        path = _publish(out, name, files, partial)
     except OSError as exc:
-        raise ExportError(f"cannot write snapshot {out / date}: {exc}") from None
+        raise ExportError(f"cannot write snapshot {out / (name or '')}: {exc}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already once renamed into place
     return Snapshot(
         path=path,
-        date=date,
+        name=name,
+        date=manifest["date"],
         run_id=run["id"],
         counts=manifest["counts"],
-        files={name: entry["sha256"] for name, entry in manifest["files"].items()},
+        files={file: entry["sha256"] for file, entry in manifest["files"].items()},
     )
+
+
+def snapshot_name(run: dict, formats: Sequence[str]) -> str:
+    """``2025-06-06-run12``: the day the run finished and the run; ``…-run12-csv`` when only
+    some formats were asked for, since those files differ."""
+    name = f"{run['finished'][:10]}-run{run['id']}"
+    return name if tuple(formats) == FORMATS else "-".join((name, *formats))
+
+
+def _build_wacz(target: Path, warcs: list[Path], pages: list[Page], run: dict, name: str):
+    try:
+        build_wacz(
+            target,
+            warcs,
+            pages,
+            created=run["finished"],
+            title=f"Micro Pause lessons, snapshot {name}",
+            description=f"Every capture of micropause-archive runs up to run {run['id']}: "
+            "the lesson pages, listings and sitemaps as the site sent them.",
+        )
+    except OSError:
+        raise
+    except Exception as exc:
+        # A capture file py-wacz cannot index (damaged on disk): the snapshot is not written.
+        raise ExportError(f"cannot build {WACZ_NAME}: {type(exc).__name__}: {exc}") from None
 
 
 # -- rendering: pure, from rows to bytes ----------------------------------------------------
@@ -150,17 +213,45 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_manifest(run: dict, tables: dict[str, list[tuple]], files: dict[str, bytes]) -> dict:
-    """What a citation needs: which run, from where, how many, what each column means, and
-    a checksum of every other file in the snapshot."""
+def build_manifest(
+    run: dict,
+    tables: dict[str, list[tuple]],
+    files: dict[str, bytes],
+    built: dict[str, tuple[int, str]] | None = None,
+    name: str | None = None,
+    warcs: Sequence[Path] = (),
+) -> dict:
+    """What a citation needs: which run, from where, how many, what each column means, how
+    to cite it, and a checksum of every other file in the snapshot (``files`` in memory,
+    ``built`` on disk as (bytes, sha256))."""
+    built = built or {}
+    name = name or snapshot_name(run, FORMATS)
     lessons = tables["lessons"]
     removed_at = [c.name for c in LESSON_COLUMNS].index("removed_at")
     removed = sum(1 for row in lessons if row[removed_at] is not None)
     start = urlsplit(run["start_urls"][0]) if run["start_urls"] else None
     rows = {f"{table}.{fmt}": len(tables[table]) for table in TABLES for fmt in FORMATS}
+    entries = {file: {"bytes": len(data), "sha256": _digest(data)} for file, data in files.items()}
+    entries.update({file: {"bytes": size, "sha256": sha} for file, (size, sha) in built.items()})
+    for file, count in rows.items():
+        if file in entries:
+            entries[file]["rows"] = count
+    citation = (
+        f"Micro Pause lessons, {start.netloc if start else 'movementality.se'}, archived "
+        f"{run['finished'][:10]} (run {run['id']}, snapshot {name}) with micropause-archive "
+        f"{__version__}"
+    )
     return {
-        "snapshot": run["finished"][:10],
+        "snapshot": name,
+        "date": run["finished"][:10],
         "title": "Micro Pause lessons, archived by micropause-archive",
+        "cite": {
+            "text": citation + "; manifest.json sha256 <sha256sum manifest.json>",
+            "how": "Name the snapshot and give the sha256 of this manifest.json: it lists the "
+            "sha256 of every other file, so it fixes the whole snapshot. A snapshot's name "
+            "is never reused for other content; exporting the same run again gives the same "
+            "bytes.",
+        },
         "source": {
             "url": f"{start.scheme}://{start.netloc}/" if start else None,
             "start_urls": run["start_urls"],
@@ -195,20 +286,41 @@ def build_manifest(run: dict, tables: dict[str, list[tuple]], files: dict[str, b
             "json": "UTF-8, one array of objects",
             "ndjson": "UTF-8, one object per line",
         },
-        "files": {
-            name: {
-                "bytes": len(data),
-                "sha256": _digest(data),
-                **({"rows": rows[name]} if name in rows else {}),
-            }
-            for name, data in sorted(files.items())
+        "archive": {
+            "file": ARCHIVE_FILE,
+            "what": "The whole archive as it stood after the run (lessons, programs, "
+            "lesson_versions, runs, pages, search index), as one read-only SQLite file.",
+            "open": f"datasette {ARCHIVE_FILE}, or sqlite3 -readonly {ARCHIVE_FILE}",
         },
+        **(
+            {
+                "captures": {
+                    "file": WACZ_NAME,
+                    "what": "Every HTTP response the runs up to this one received (WARC), "
+                    "with a CDXJ index and pages/pages.jsonl listing every lesson page.",
+                    "warcs": [path.name for path in warcs],
+                    "open": "ReplayWeb.page (open the file from disk) or pywb "
+                    f"(wb-manager init micropause && wb-manager add micropause {WACZ_NAME})",
+                }
+            }
+            if WACZ_NAME in built
+            else {}
+        ),
+        "files": dict(sorted(entries.items())),
     }
 
 
-def datapackage(run: dict, tables: dict[str, list[tuple]], files: dict[str, bytes]) -> dict:
+def datapackage(
+    run: dict,
+    tables: dict[str, list[tuple]],
+    files: dict[str, bytes],
+    built: dict[str, tuple[int, str]] | None = None,
+    name: str | None = None,
+) -> dict:
     """A Frictionless Data Package describing the data files, so tools can load and validate
-    them with their types (https://specs.frictionlessdata.io/data-package/)."""
+    them with their types (https://specs.frictionlessdata.io/data-package/); the SQLite file
+    and the WACZ (``built``: bytes and sha256) as plain resources."""
+    package_name = f"micropause-lessons-{name or snapshot_name(run, FORMATS)}".lower()
     resources = []
     for name, data in sorted(files.items()):
         table, _, fmt = name.partition(".")
@@ -250,9 +362,25 @@ def datapackage(run: dict, tables: dict[str, list[tuple]], files: dict[str, byte
                 "header": True,
             }
         resources.append(resource)
+    kinds = {
+        ARCHIVE_FILE: ("archive-sqlite", "sqlite", "application/vnd.sqlite3"),
+        WACZ_NAME: ("captures-wacz", "wacz", "application/wacz"),
+    }
+    for file, (size, sha) in sorted((built or {}).items()):
+        resource_name, fmt, mediatype = kinds[file]
+        resources.append(
+            {
+                "name": resource_name,
+                "path": file,
+                "format": fmt,
+                "mediatype": mediatype,
+                "bytes": size,
+                "hash": f"sha256:{sha}",
+            }
+        )
     return {
         "profile": "data-package",
-        "name": f"micropause-lessons-{run['finished'][:10]}",
+        "name": package_name,
         "title": "Micro Pause lessons, archived by micropause-archive",
         "created": run["finished"],
         "sources": [{"title": "Micro Pause lessons", "path": url} for url in run["start_urls"]],
@@ -263,33 +391,39 @@ def datapackage(run: dict, tables: dict[str, list[tuple]], files: dict[str, byte
 # -- writing: the only part that touches the disk --------------------------------------------
 
 
-def _publish(out: Path, date: str, files: dict[str, bytes]) -> Path:
-    """Put ``files`` in place as ``<out>/<date>/`` and point ``latest`` at it.
+def _stage(out: Path) -> Path:
+    """A new hidden folder in ``out`` to build a snapshot in, after tidying what an export
+    that died left behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    _recover(out)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    partial.chmod(0o755)  # mkdtemp makes it private; a snapshot is meant to be read
+    return partial
+
+
+def _publish(out: Path, name: str, files: dict[str, bytes], partial: Path) -> Path:
+    """Add ``files`` to the staged snapshot ``partial``, put it in place as ``<out>/<name>``
+    and point ``latest`` at it.
 
     Whenever the process dies, ``latest`` names a whole snapshot, the old one or the new one:
     the new one is complete and on disk before anything visible moves, ``latest`` only ever
     moves by renaming a new symlink over it, and whatever it points at is never removed."""
-    out.mkdir(parents=True, exist_ok=True)
-    _recover(out)
-    partial = Path(tempfile.mkdtemp(prefix=f".partial-{date}-", dir=out))
-    try:
-        partial.chmod(0o755)  # mkdtemp makes it private; a snapshot is meant to be read
-        for name, data in files.items():
-            _write(partial / name, data)
-        _sync(partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    target = out / date
+    for file, data in files.items():
+        _write(partial / file, data)
+    for built in partial.iterdir():
+        if built.name not in files:  # the SQLite file and the WACZ, written in place
+            _fsync_file(built)
+    _sync(partial)
+    target = out / name
     if not target.exists():
         os.rename(partial, target)
     elif _exchange(partial, target):
-        # One atomic step: <date> (and so `latest`) was the old snapshot, is now the new one;
+        # One atomic step: <name> (and so `latest`) was the old snapshot, is now the new one;
         # the old one is in the hidden folder, removed below.
         pass
     else:
         _replace_without_exchange(out, target, partial)
-    _point_latest(out, date)
+    _point_latest(out, name)
     _sync(out)
     _remove_leftovers(out)
     return target
@@ -393,6 +527,19 @@ def _write(path: Path, data: bytes) -> None:
         f.flush()
         # On disk before the rename makes it visible: a power cut must not publish empty files.
         os.fsync(f.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _sync(directory: Path) -> None:

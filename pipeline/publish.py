@@ -237,6 +237,18 @@ def prepare_connection(conn, database, datasette):
         conn.set_authorizer(_authorize)
         for name in ("printf", "format"):
             conn.create_function(name, -1, _bounded_printf, deterministic=True)
+        conn.create_function("xml_text", 1, xml_text, deterministic=True)
+
+
+# XML 1.0 cannot hold most C0 controls (or U+FFFE/U+FFFF) even escaped; the Atom feed's
+# builder refuses a whole feed for one such character in one title.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(value):
+    """SQL ``xml_text(value)``: the text with the characters XML cannot hold replaced by
+    U+FFFD, for the Atom feed (the changes query)."""
+    return _NOT_XML.sub("\ufffd", value) if isinstance(value, str) else value
 
 
 # printf('%.*c', 2000000000, 'x') runs its loop to the end even once the result is too big

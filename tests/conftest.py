@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import Config, load_config
 from pipeline.run import crawl_into_archive
-from tests.site.server import FixtureSite, load_lessons
+from tests.site.server import FixtureSite, Lesson, load_lessons
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / "config" / "movementality.toml"
@@ -78,3 +80,70 @@ def crawled_archive(tmp_path_factory) -> Path:
     with FixtureSite() as running:
         crawl_into_archive(local_config(running), path)
     return path
+
+
+@dataclass(frozen=True)
+class Recrawled:
+    """An archive of two complete runs of the fixture site, with the site changed between
+    them: two lessons edited, one removed, one added."""
+
+    db_path: Path
+    site_url: str
+    first_run: int
+    second_run: int
+    edited: dict[str, dict[str, tuple[str, str]]]  # slug → field → (old, new)
+    removed: str
+    added: str
+
+    def url(self, slug: str) -> str:
+        return f"{self.site_url}/video/{slug}/"
+
+
+@pytest.fixture(scope="session")
+def recrawled_archive(tmp_path_factory) -> Recrawled:
+    """Read it, don't write: it is shared by every test of the session."""
+    path = tmp_path_factory.mktemp("recrawled") / "archive" / "micropause.db"
+    with FixtureSite() as running:
+        config = local_config(running)
+        first = crawl_into_archive(config, path)
+        with sqlite3.connect(path) as db:
+            old = dict(
+                db.execute(
+                    "SELECT slug, description FROM lessons WHERE slug = 'the-heavy-arms' UNION ALL "
+                    "SELECT slug, title FROM lessons WHERE slug = 'feet-on-the-ground'"
+                ).fetchall()
+            )
+        db.close()
+        running.edit("the-heavy-arms", description=["Let the arms hang <heavy> & loose."])
+        running.edit("feet-on-the-ground", title="Feet on the ground, really")
+        running.unpublish("lying-down-letting-go")
+        running.publish(
+            Lesson(
+                slug="a-new-pause",
+                title="A new pause",
+                author="josefine",
+                published="2030-01-01",
+                modified="2030-01-01T09:00:00Z",
+                categories=["Micro Pause"],
+                description=["A brand new pause."],
+                post_id=9001,
+            )
+        )
+        second = crawl_into_archive(config, path)
+        site_url = running.url
+    return Recrawled(
+        db_path=path,
+        site_url=site_url.rstrip("/"),
+        first_run=first.run_id,
+        second_run=second.run_id,
+        edited={
+            "the-heavy-arms": {
+                "description": (old["the-heavy-arms"], "Let the arms hang <heavy> & loose.")
+            },
+            "feet-on-the-ground": {
+                "title": (old["feet-on-the-ground"], "Feet on the ground, really")
+            },
+        },
+        removed="lying-down-letting-go",
+        added="a-new-pause",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -110,3 +111,38 @@ def test_a_script_in_a_title_is_shown_as_text_and_never_run(served, page):
     page.click("td.col-id a")
     assert page.get_by_text("<script>alert(2)</script> then rest.").count() == 1
     assert page.dialogs == []
+
+
+CHARTS = ("published-per-month", "program-parts", "crawl-history")
+
+
+def test_charts_page_draws_every_chart_with_nothing_loaded_from_elsewhere(served, page):
+    elsewhere, answered = [], []
+
+    def only_this_archive(route):
+        # Anything not served by the archive itself is refused, and remembered.
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.context.route("**/*", only_this_archive)
+    page.on("response", lambda response: answered.append(response))
+    page.goto(f"{served.url}/-/dashboards/micropause")
+    assert page.locator("h1").inner_text() == "Micro Pause archive in charts"
+    for chart in CHARTS:
+        drawn = page.locator(f"#chart-{chart} canvas, #chart-{chart} svg.marks").first
+        drawn.wait_for(state="visible")
+        box = drawn.bounding_box()
+        assert box["width"] > 100 and box["height"] > 50, chart
+    page.wait_for_load_state("networkidle")
+    # Each chart's rows came from the archive, and none came back empty.
+    queries = [r for r in answered if "/micropause.json?sql=" in r.url]
+    assert len(queries) == len(CHARTS)
+    for response in queries:
+        assert response.status == 200 and response.json()["rows"], response.url
+    scripts = [r.url for r in answered if r.url.endswith(".js")]
+    assert any(url.endswith("/vega.min.js") for url in scripts)
+    assert elsewhere == []
+    assert {urlsplit(r.url).hostname for r in answered} == {"127.0.0.1"}

@@ -122,20 +122,21 @@ def test_lessons_are_in_program_and_part_order(crawled_archive, tmp_path):
 def test_exporting_twice_gives_identical_bytes(crawled_archive, tmp_path):
     first = export_snapshot(crawled_archive, tmp_path / "a")
     files = {p.name: p.read_bytes() for p in first.path.iterdir()}
-    again = export_snapshot(crawled_archive, tmp_path / "a")  # replaces that day's snapshot
+    again = export_snapshot(crawled_archive, tmp_path / "a")  # the same run: replaced in place
     elsewhere = export_snapshot(crawled_archive, tmp_path / "b")
     for snapshot in (again, elsewhere):
         assert {p.name: p.read_bytes() for p in snapshot.path.iterdir()} == files
     # No hidden leftovers from the replacement.
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [first.date, "latest"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [first.name, "latest"]
 
 
-def test_snapshot_is_dated_by_its_run_and_latest_points_at_it(crawled_archive, tmp_path):
+def test_snapshot_is_named_by_its_run_and_latest_points_at_it(crawled_archive, tmp_path):
     snapshot = export_snapshot(crawled_archive, tmp_path)
     (run,) = query(crawled_archive, "select id, finished from runs order by id desc limit 1")
     assert snapshot.run_id == run["id"]
-    assert snapshot.path == tmp_path / run["finished"][:10]
-    assert os.readlink(tmp_path / "latest") == snapshot.date
+    assert snapshot.date == run["finished"][:10]
+    assert snapshot.path == tmp_path / f"{run['finished'][:10]}-run{run['id']}"
+    assert os.readlink(tmp_path / "latest") == snapshot.name
 
 
 def test_manifest_describes_run_counts_schema_and_checksums(crawled_archive, tmp_path):
@@ -173,6 +174,9 @@ def test_datapackage_describes_every_data_file(crawled_archive, tmp_path):
         data = (path / name).read_bytes()
         assert resource["hash"] == "sha256:" + hashlib.sha256(data).hexdigest()
         assert resource["bytes"] == len(data)
+        if name in ("micropause.db", "captures.wacz"):  # not tables: no schema
+            assert "schema" not in resource
+            continue
         table = LESSON_COLUMNS if name.startswith("lessons") else PROGRAM_COLUMNS
         assert [f["name"] for f in resource["schema"]["fields"]] == [c.name for c in table]
     assert resources["lessons.csv"]["encoding"] == "utf-8-sig"
@@ -209,7 +213,15 @@ def test_export_command_writes_the_formats_asked_for(crawled_archive, tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     names = {p.name for p in (out / "latest").iterdir()}
-    assert names == {"lessons.csv", "programs.csv", "manifest.json", "datapackage.json"}
+    assert names == {
+        "lessons.csv",
+        "programs.csv",
+        "manifest.json",
+        "datapackage.json",
+        "micropause.db",
+        "captures.wacz",
+    }
+    assert os.path.basename(os.path.realpath(out / "latest")).endswith("-csv")
     assert result.stdout.startswith(f"snapshot {os.path.realpath(out / 'latest')} of run ")
 
 

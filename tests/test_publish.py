@@ -187,6 +187,8 @@ def test_home_and_lessons_pages_carry_the_project_metadata(datasette):
         "recent": "Lessons first seen in the last N days",
         "search": "Lessons mentioning a phrase",
         "runs": "Crawl runs and their health",
+        "diff": "What changed between two runs",
+        "changes": "Micro Pause lessons added, changed and removed",
     }
 
 

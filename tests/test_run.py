@@ -97,7 +97,8 @@ def test_healthy_run_exits_0_and_writes_a_snapshot_whose_checksums_match(site, p
     latest = paths["out"] / "latest"
     (run_row,) = rows(paths["db"], "select * from runs")
     assert run_row["status"] == "ok"
-    assert os.readlink(latest) == run_row["finished"][:10]  # relative: the folder can move
+    # Relative, so the folder can move; named by the day and the run.
+    assert os.readlink(latest) == f"{run_row['finished'][:10]}-run{run_row['id']}"
     manifest = json.loads((latest / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["run"]["id"] == run_row["id"]
     names = {p.name for p in latest.iterdir()}

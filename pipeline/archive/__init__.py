@@ -11,6 +11,8 @@ when it ends, so a failed or killed run leaves the archive exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -30,8 +32,10 @@ from .records import (
     LessonChanges,
     PageRecord,
     RunCounts,
+    Run,
     RunOutcome,
     SnapshotRows,
+    Version,
 )
 from .runs import run_status
 from .schema import (
@@ -58,10 +62,13 @@ __all__ = [
     "LessonChanges",
     "PageRecord",
     "RunCounts",
+    "Run",
     "RunOutcome",
     "SnapshotRows",
+    "Version",
     "archive_lock",
     "now_iso",
+    "read_snapshot",
     "read_only_uri",
     "run_status",
     "verify_archive",
@@ -80,6 +87,16 @@ _SNAPSHOT_LESSONS = """
              lessons.part, lessons.published, lessons.title, lessons.url"""
 _SNAPSHOT_PROGRAMS = """
     SELECT id, slug, name, lesson_count, parts_missing FROM programs ORDER BY name, slug"""
+_RUN_SUMMARIES = "SELECT id, kind, status, complete, finished FROM runs ORDER BY id"
+# Only lessons with a version between the two runs can differ; their versions up to the
+# later run are all a replay needs.
+_VERSIONS_BETWEEN = """
+    SELECT v.lesson_id, lessons.url, v.version, coalesce(v.run_id, 0), v.event, v.new
+    FROM lesson_versions v JOIN lessons ON lessons.id = v.lesson_id
+    WHERE coalesce(v.run_id, 0) <= :last AND v.lesson_id IN (
+        SELECT lesson_id FROM lesson_versions
+        WHERE coalesce(run_id, 0) > :first AND coalesce(run_id, 0) <= :last)
+    ORDER BY v.lesson_id, v.version"""
 # For Datasette's pages, which run it on their own connection.
 PROGRAM_SLUG_SQL = "SELECT slug FROM programs WHERE id = ?"
 
@@ -226,21 +243,109 @@ class Archive:
         def read() -> SnapshotRows:
             self.db.execute("BEGIN")
             try:
-                return SnapshotRows(
-                    run=runs.latest_saved_run(self.db),
-                    tables={
-                        "lessons": self.db.execute(_SNAPSHOT_LESSONS).fetchall(),
-                        "programs": self.db.execute(_SNAPSHOT_PROGRAMS).fetchall(),
-                    },
-                )
+                return _snapshot_rows(self.db.conn)
             finally:
                 self.db.execute("ROLLBACK")
 
         return self._reading(read)
 
-    def _reading(self, read: Callable[[], T]) -> T:
+    def run_summaries(self) -> list[Run]:
+        """Every run, oldest first."""
+        return self._reading(
+            lambda: [
+                Run(run_id, kind, status, bool(complete), finished)
+                for run_id, kind, status, complete, finished in self.db.execute(_RUN_SUMMARIES)
+            ]
+        )
+
+    def versions_between(self, a: int, b: int) -> list[Version]:
+        """Every version, up to the later of two runs, of the lessons that have one after the
+        earlier: what replaying the archive's state at both runs needs."""
+
+        def read() -> list[Version]:
+            rows = self.db.execute(_VERSIONS_BETWEEN, {"first": min(a, b), "last": max(a, b)})
+            return [
+                Version(lesson_id, url, version, run_id, event, _version_values(new))
+                for lesson_id, url, version, run_id, event, new in rows
+            ]
+
+        return self._reading(read)
+
+    def latest_saved_run(self) -> dict:
+        """The newest run that wrote lessons: whose content the archive now holds."""
+        return self._reading(lambda: runs.latest_saved_run(self.db))
+
+    def copy_as_of(self, run_id: int, target: Path) -> None:
+        """The archive as it stood after run ``run_id``, into ``target``: one self-contained
+        file (no WAL), read-only, the same bytes whenever the same run is copied. Runs after
+        it wrote no lessons (they failed or were interrupted), so dropping their rows is all
+        that differs."""
+        self._reading(lambda: self.db.execute("VACUUM INTO ?", [str(target)]))
+        conn = sqlite3.connect(target, isolation_level=None)
         try:
-            return read()
-        except sqlite3.DatabaseError as exc:
-            # Damage the opening check cannot see until the page holding it is read.
-            raise ArchiveError(f"cannot read archive {self.layout.db}: {exc}") from None
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("BEGIN")
+            conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
+            conn.execute("COMMIT")
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
+        # The header's file change counter (offset 24) and version-valid-for number (offset
+        # 92) carry on from the source's change counter, which moves with every write, even a
+        # failed run's row. Equal, they stay valid (SQLite's file format, "The Database
+        # Header"), and fixed, the same run always gives the same bytes.
+        with open(target, "r+b") as f:
+            for offset in (24, 92):
+                f.seek(offset)
+                f.write((1).to_bytes(4, "big"))
+        target.chmod(0o444)
+
+    def _reading(self, read: Callable[[], T]) -> T:
+        return _reading(self.layout.db, read)
+
+
+def read_snapshot(path: Path) -> SnapshotRows:
+    """What a snapshot holds, read from a copy made by ``Archive.copy_as_of``."""
+
+    def read() -> SnapshotRows:
+        with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+            return _snapshot_rows(conn)
+
+    return _reading(path, read)
+
+
+def _snapshot_rows(conn: sqlite3.Connection) -> SnapshotRows:
+    placeholders = ", ".join("?" for _ in runs.SAVED)
+    return SnapshotRows(
+        run=runs.latest_saved_run(conn),
+        tables={
+            "lessons": conn.execute(_SNAPSHOT_LESSONS).fetchall(),
+            "programs": conn.execute(_SNAPSHOT_PROGRAMS).fetchall(),
+        },
+        captures=[
+            name
+            for (name,) in conn.execute(
+                f"SELECT captures FROM runs WHERE status IN ({placeholders}) AND kind = 'crawl' "
+                "AND captures IS NOT NULL ORDER BY id",
+                runs.SAVED,
+            )
+        ],
+        lesson_pages=conn.execute("SELECT id, url, title FROM lessons ORDER BY id").fetchall(),
+    )
+
+
+def _version_values(stored: str | None) -> dict[str, str | None]:
+    """A version's ``new`` column: the values it set (anything unreadable: none)."""
+    try:
+        values = json.loads(stored) if stored else {}
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def _reading(path: Path, read: Callable[[], T]) -> T:
+    try:
+        return read()
+    except sqlite3.DatabaseError as exc:
+        # Damage the opening check cannot see until the page holding it is read.
+        raise ArchiveError(f"cannot read archive {path}: {exc}") from None

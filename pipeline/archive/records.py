@@ -93,7 +93,33 @@ class ArchiveStatus:
 
 @dataclass(frozen=True)
 class SnapshotRows:
-    """The archive as one read saw it: the run whose content it is, and each table's rows."""
+    """The archive as one read saw it: the run whose content it is, each table's rows, the
+    capture files of its crawls (oldest first), and each lesson's (id, url, title)."""
 
     run: dict
     tables: dict[str, list[tuple]]
+    captures: list[str] = field(default_factory=list)
+    lesson_pages: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run, as far as choosing two of them to compare needs."""
+
+    id: int
+    kind: str  # crawl or reparse
+    status: str
+    complete: bool
+    finished: str | None
+
+
+@dataclass(frozen=True)
+class Version:
+    """One row of lesson_versions, as far as the diff needs it."""
+
+    lesson_id: int
+    url: str
+    version: int
+    run_id: int
+    event: str  # created, changed, removed, restored, reparsed
+    new: dict[str, str | None]  # the values this version set

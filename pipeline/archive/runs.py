@@ -106,7 +106,7 @@ def healthy_baseline(db: Database) -> int | None:
     return row[0] if row else None
 
 
-def latest_saved_run(db: Database) -> dict:
+def latest_saved_run(db: Database | sqlite3.Connection) -> dict:
     """The newest run that wrote lessons, whose content the archive now holds."""
     placeholders = ", ".join("?" for _ in SAVED)
     cursor = db.execute(
