@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_PORT ?= 8765
 SERVE_PORT ?= 8001
 
-.PHONY: install test lint demo browser bench clean
+.PHONY: install test lint demo browser bench dist clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ browser:
 demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)
 
+# The sdist and the wheel, in dist/. `python -m build` builds the sdist, then the wheel from it,
+# in an isolated environment that pip fills from the package index.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
@@ -48,4 +54,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) archive/micropause.db* archive/captures archive/exports
+	rm -rf $(VENV) dist archive/micropause.db* archive/captures archive/exports

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from . import __version__
-from .config import DEFAULT_CONFIG, MAX_CONCURRENCY, load_config
+from .config import MAX_CONCURRENCY, load_config
 from .errors import ArchiveError, ConfigError, HealthCheckFailed, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
 from .lock import archive_lock
@@ -94,8 +94,11 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_CONFIG,
-    show_default=True,
+    default=None,
+    envvar="MICROPAUSE_CONFIG",
+    show_envvar=True,
+    # None is the packaged configuration (DEFAULT_CONFIG), wherever the tool is installed.
+    show_default="the packaged movementality.toml, see `micropause config show`",
     help="Site configuration (TOML).",
 )
 db_option = click.option(
@@ -103,8 +106,10 @@ db_option = click.option(
     "db_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_DB,
+    envvar="MICROPAUSE_DB",
+    show_envvar=True,
     show_default=True,
-    help="The archive database.",
+    help="The archive database; it and its folder are made if missing.",
 )
 
 
@@ -478,6 +483,25 @@ def status(db_path, last):
 
 def _n(value) -> str:
     return "-" if value is None else str(value)
+
+
+@main.group("config", cls=Group)
+def config_commands():
+    """The site configuration: which one is in effect, to copy and edit."""
+
+
+@config_commands.command("show")
+@config_option
+def config_show(config_path):
+    """Print the configuration in effect as TOML: --config, else MICROPAUSE_CONFIG, else the
+    packaged one.
+
+    It is checked first, as a crawl checks it. To change it, save a copy, edit it and pass it
+    on: `micropause config show > site.toml`, then `micropause crawl --config site.toml`.
+    """
+    config = load_config(config_path)
+    # As it is in the file, comments included; never through rich, which reads [site] as markup.
+    click.echo(config.source.read_text(encoding="utf-8"), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ import socket
 import sqlite3
 import sys
 import threading
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -29,7 +31,8 @@ from .store import DEFAULT_DB, LESSON_COLUMNS, PROGRAM_COLUMNS
 # The database's name in every URL (/micropause/lessons), whatever the file is called, so the
 # metadata, templates and documented URLs hold for any --db.
 ARCHIVE_NAME = "micropause"
-METADATA_PATH = Path(__file__).resolve().parent.parent / "config" / "metadata.yml"
+# Shipped inside the package (config/metadata.yml in the repository), like the site's config.
+METADATA_PATH: Traversable = resources.files(__package__) / "defaults" / "metadata.yml"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
@@ -39,10 +42,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY = "the archive is published read-only: only reading requests (GET, HEAD) are answered"
 
 
-def load_metadata(path: Path | str = METADATA_PATH) -> dict:
+def load_metadata(path: Path | str | Traversable = METADATA_PATH) -> dict:
     """The Datasette metadata: titles, descriptions, facets, canned queries. Refuses canned
     queries that write, since the published archive is read-only."""
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     try:
         metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -95,7 +98,7 @@ MMAP_BYTES = 1 << 30
 
 
 def build_datasette(
-    db_path: Path | str = DEFAULT_DB, *, metadata_path: Path | str = METADATA_PATH
+    db_path: Path | str = DEFAULT_DB, *, metadata_path: Path | str | Traversable = METADATA_PATH
 ) -> Datasette:
     """A Datasette instance publishing the archive read-only under the name "micropause"."""
     db_path = Path(db_path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,28 @@ def crawled_archive(tmp_path_factory) -> Path:
     with FixtureSite() as running:
         crawl_into_archive(local_config(running), path)
     return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Dist:
+    sdist: Path
+    wheel: Path
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory) -> Dist:
+    """The sdist and the wheel, built the way `make dist` builds them: the sdist from the
+    checkout, then the wheel from the unpacked sdist, so a file the sdist lacks is missing from
+    the wheel too. Without build isolation (the dev tools include the build backend), so no
+    network is needed."""
+    out = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return Dist(sdist, wheel)

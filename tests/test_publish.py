@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -109,7 +109,7 @@ def sha256(path: Path) -> str:
 @dataclass(frozen=True)
 class Served:
     url: str
-    archive: Path
+    archive: Path | None
     process: subprocess.Popen
 
 
@@ -141,15 +141,22 @@ def default_sigint() -> None:
 
 
 @contextmanager
-def serving(archive: Path) -> Iterator[Served]:
-    """`micropause serve` as a real process on a free port, once it answers."""
+def serving(
+    archive: Path | None,
+    micropause: Sequence[str] = (sys.executable, "-m", "pipeline"),
+    **popen,
+) -> Iterator[Served]:
+    """`micropause serve` as a real process on a free port, once it answers; ``archive`` None
+    serves the default --db, ``micropause`` is the command (an installed one, say)."""
     port = free_port()
+    db = ["--db", str(archive)] if archive is not None else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "serve", "--db", str(archive), "--port", str(port)],
+        [*micropause, "serve", *db, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=default_sigint,
+        **popen,
     )
     url = f"http://127.0.0.1:{port}"
     try:
