@@ -325,6 +325,40 @@ async def refuse(send, status: int = 405, error: str = READ_ONLY) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# The pages that lead with the archive's own ways in (templates/_micropause_start.html), and
+# how many programs they name before linking to the rest.
+START_TEMPLATES = frozenset({"index.html", f"database-{ARCHIVE_NAME}.html"})
+START_PROGRAMS = 30
+
+
+@hookimpl
+def extra_template_vars(template, datasette):
+    if template not in START_TEMPLATES or ARCHIVE_NAME not in datasette.databases:
+        return None
+
+    async def start() -> dict:
+        database = datasette.get_database(ARCHIVE_NAME)
+        programs = await database.execute(
+            "SELECT slug, name, lesson_count FROM programs ORDER BY name, id LIMIT ?",
+            [START_PROGRAMS],
+        )
+        (program_count,) = (await database.execute("SELECT count(*) FROM programs")).first()
+        lessons, removed = (
+            await database.execute("SELECT count(*), count(removed_at) FROM lessons")
+        ).first()
+        return {
+            "micropause": {
+                "database": ARCHIVE_NAME,
+                "lessons": lessons,
+                "removed": removed,
+                "program_count": program_count,
+                "programs": [dict(row) for row in programs.rows],
+            }
+        }
+
+    return start
+
+
 @hookimpl
 def render_cell(row, value, column, table, database, datasette):
     if database != ARCHIVE_NAME or value is None:
