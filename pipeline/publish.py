@@ -82,6 +82,11 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
                     described.setdefault(column.name, column.description)
 
 
+# Datasette's settings wherever the archive is published (serve, and hosted.py). The configured
+# facets (program, author) are the useful ones; suggesting others counts every column and was
+# most of the lessons page's time at 100 000 lessons (1.1 s → 0.17 s, benchmarks/README.md).
+SETTINGS = {"suggest_facets": False}
+
 # The longest string or blob any query may make: far above any stored value (a description
 # is kilobytes), far below what stalls the server. SQLite checks it inside each function call,
 # where Datasette's time limit (checked between opcodes) cannot interrupt a randomblob(3e8).
@@ -109,10 +114,7 @@ def build_datasette(
     datasette = Datasette(
         metadata=metadata,
         template_dir=str(TEMPLATES_DIR),
-        # The configured facets (program, author) are the useful ones; suggesting others
-        # counts every column and was most of the lessons page's time at 100 000 lessons
-        # (1.1 s → 0.17 s, benchmarks/README.md).
-        settings={"suggest_facets": False},
+        settings=SETTINGS,
     )
     # Datasette adds an empty in-memory database when it is given no files; it would only be
     # a second, confusing entry on the home page.
