@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_PORT ?= 8765
 SERVE_PORT ?= 8001
 
-.PHONY: install test lint demo browser bench dist clean
+.PHONY: install test lint demo browser bench dist docs clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ browser:
 
 demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)
+
+# The generated parts of docs/ (cli.md, schema.md's tables), from each command's --help and the
+# schema's column descriptions; tests/test_docs.py fails when they are stale.
+docs: install
+	$(BIN)/python -m tests.reference
 
 # The sdist and the wheel, in dist/. `python -m build` builds the sdist, then the wheel from it,
 # in an isolated environment that pip fills from the package index.

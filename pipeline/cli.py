@@ -98,7 +98,7 @@ config_option = click.option(
     envvar="MICROPAUSE_CONFIG",
     show_envvar=True,
     # None is the packaged configuration (DEFAULT_CONFIG), wherever the tool is installed.
-    show_default="the packaged movementality.toml, see `micropause config show`",
+    show_default="packaged, see `micropause config show`",
     help="Site configuration (TOML).",
 )
 db_option = click.option(
@@ -487,17 +487,17 @@ def _n(value) -> str:
 
 @main.group("config", cls=Group)
 def config_commands():
-    """The site configuration: which one is in effect, to copy and edit."""
+    """The site configuration: the one in effect, to copy and edit."""
 
 
 @config_commands.command("show")
 @config_option
 def config_show(config_path):
-    """Print the configuration in effect as TOML: --config, else MICROPAUSE_CONFIG, else the
-    packaged one.
+    """Print the site configuration in effect, as TOML.
 
-    It is checked first, as a crawl checks it. To change it, save a copy, edit it and pass it
-    on: `micropause config show > site.toml`, then `micropause crawl --config site.toml`.
+    That is --config, else MICROPAUSE_CONFIG, else the packaged one; it is checked first, as a
+    crawl checks it. To change it, save a copy, edit it and pass it on: `micropause config show
+    > site.toml`, then `micropause crawl --config site.toml`.
     """
     config = load_config(config_path)
     # As it is in the file, comments included; never through rich, which reads [site] as markup.

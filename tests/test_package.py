@@ -42,7 +42,7 @@ def test_the_wheel_carries_the_templates_the_default_config_and_the_metadata(dis
 def test_the_sdist_holds_the_tests_and_docs_needed_to_check_it(dist):
     with tarfile.open(dist.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    for path in ("README.md", "Makefile", "config/movementality.toml", "deploy/crontab"):
+    for path in ("README.md", "Makefile", "config/movementality.toml", "docs/cli.md"):
         assert path in names
     assert {"tests/conftest.py", "tests/site/server.py", "tests/site/lessons.json"} <= names
     assert not any("__pycache__" in name for name in names)
