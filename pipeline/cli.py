@@ -109,7 +109,7 @@ db_option = click.option(
     envvar="MICROPAUSE_DB",
     show_envvar=True,
     show_default=True,
-    help="The archive database; it and its folder are made if missing.",
+    help="The archive database; crawl and run make it, and its folder, if missing.",
 )
 
 
