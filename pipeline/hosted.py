@@ -83,6 +83,9 @@ def stage(db_path: Path | str, wheel: Path | str, out: Path | str) -> Bundle:
     check_archive(db_path)
     if not wheel.is_file() or wheel.suffix != ".whl":
         raise ConfigError(f"no wheel at {wheel}: build it with `make dist`, or pass --wheel")
+    copy = out / DATABASE
+    if copy.resolve() == db_path.resolve():
+        raise ConfigError(f"--out {out}: staging there would replace the archive {db_path}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in (DATABASE, "metadata.json", "templates", "plugins"):
@@ -91,7 +94,6 @@ def stage(db_path: Path | str, wheel: Path | str, out: Path | str) -> Bundle:
                 shutil.rmtree(target)
             else:
                 target.unlink(missing_ok=True)
-        copy = out / DATABASE
         _backup(db_path, copy)
         metadata = load_metadata()
         describe_columns(metadata, copy)
@@ -121,12 +123,13 @@ def _backup(source: Path, copy: Path) -> None:
 
 
 def version_note(db_path: Path) -> str:
-    """The tool's version and the archive's latest finished run, for /-/versions."""
-    with contextlib.closing(
-        sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    ) as c:
-        row = c.execute(
-            "SELECT id, finished FROM runs WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1"
+    """The tool's version and the latest run that saved lessons (as a snapshot names it), for
+    /-/versions."""
+    uri = f"{db_path.resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        row = conn.execute(
+            "SELECT id, finished FROM runs WHERE finished IS NOT NULL "
+            "AND status IN ('ok', 'incomplete', 'unhealthy') ORDER BY id DESC LIMIT 1"
         ).fetchone()
     note = f"micropause-archive {__version__}"
     return note if row is None else f"{note}; archive as of run {row[0]}, finished {row[1]}"

@@ -100,6 +100,24 @@ def test_mistakes_are_one_line_errors(archive, tmp_path):
     assert nothing.output.strip().startswith(f"error: no archive at {tmp_path / 'none.db'}")
 
 
+def test_the_archive_itself_is_never_staged_over(archive, dist):
+    before = archive.read_bytes()
+    result = invoke(
+        "cloudrun",
+        "--service",
+        "s",
+        "--db",
+        archive,
+        "--wheel",
+        dist.wheel,
+        "--out",
+        archive.parent,
+    )
+    assert result.exit_code == 1
+    assert "staging there would replace the archive" in result.output
+    assert archive.read_bytes() == before
+
+
 def test_a_name_with_spaces_is_refused(archive, dist, tmp_path):
     bundle = stage(archive, dist.wheel, tmp_path / "hosted")
     with pytest.raises(ConfigError, match="not a service or app name"):
