@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_PORT ?= 8765
 SERVE_PORT ?= 8001
 
-.PHONY: install test lint demo browser bench clean
+.PHONY: install test lint demo browser bench dist docs clean
 
 install: $(STAMP)
 
@@ -36,6 +36,17 @@ browser:
 demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)
 
+# The generated parts of docs/ (cli.md, schema.md's tables), from each command's --help and the
+# schema's column descriptions; tests/test_docs.py fails when they are stale.
+docs: install
+	$(BIN)/python -m tests.reference
+
+# The sdist and the wheel, in dist/. `python -m build` builds the sdist, then the wheel from it,
+# in an isolated environment that pip fills from the package index.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
@@ -48,4 +59,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) archive/micropause.db* archive/captures archive/exports
+	rm -rf $(VENV) dist archive/micropause.db* archive/captures archive/exports

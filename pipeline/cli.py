@@ -16,7 +16,7 @@ from rich.text import Text
 
 from . import __version__
 from .archive import DEFAULT_DB, Archive, archive_lock
-from .config import DEFAULT_CONFIG, MAX_CONCURRENCY, load_config
+from .config import MAX_CONCURRENCY, load_config
 from .errors import ConfigError, HealthCheckFailed, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
 from .run import RunReport, crawl_into_archive
@@ -93,8 +93,11 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_CONFIG,
-    show_default=True,
+    default=None,
+    envvar="MICROPAUSE_CONFIG",
+    show_envvar=True,
+    # None is the packaged configuration (DEFAULT_CONFIG), wherever the tool is installed.
+    show_default="packaged, see `micropause config show`",
     help="Site configuration (TOML).",
 )
 db_option = click.option(
@@ -102,8 +105,10 @@ db_option = click.option(
     "db_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_DB,
+    envvar="MICROPAUSE_DB",
+    show_envvar=True,
     show_default=True,
-    help="The archive database.",
+    help="The archive database; crawl and run make it, and its folder, if missing.",
 )
 
 
@@ -518,6 +523,25 @@ def diff(db_path, before, after, output):
     else:
         for line in as_lines(changes):
             say(out, line)
+
+
+@main.group("config", cls=Group)
+def config_commands():
+    """The site configuration: the one in effect, to copy and edit."""
+
+
+@config_commands.command("show")
+@config_option
+def config_show(config_path):
+    """Print the site configuration in effect, as TOML.
+
+    That is --config, else MICROPAUSE_CONFIG, else the packaged one; it is checked first, as a
+    crawl checks it. To change it, save a copy, edit it and pass it on: `micropause config show
+    > site.toml`, then `micropause crawl --config site.toml`.
+    """
+    config = load_config(config_path)
+    # As it is in the file, comments included; never through rich, which reads [site] as markup.
+    click.echo(config.source.read_text(encoding="utf-8"), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,12 +13,16 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from .errors import ConfigError
 
-DEFAULT_CONFIG = Path("config/movementality.toml")
+# The configuration of the real site, shipped inside the package (config/ in the repository,
+# pipeline/defaults/ once installed): found wherever the tool is installed and run from.
+DEFAULT_CONFIG: Traversable = resources.files(__package__) / "defaults" / "movementality.toml"
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ class Config:
     politeness: Politeness
     retry: Retry = field(default_factory=Retry)
     health: Health = field(default_factory=Health)
-    source: Path | None = None
+    source: Path | Traversable | None = None
 
     @property
     def host(self) -> str:
@@ -130,8 +134,9 @@ class Config:
         return tuple(urljoin(origin, s) for s in self.site.sitemaps)
 
 
-def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
-    path = Path(path)
+def load_config(path: Path | str | Traversable | None = None) -> Config:
+    """The configuration in ``path``, or the packaged one (``DEFAULT_CONFIG``) when None."""
+    path = DEFAULT_CONFIG if path is None else Path(path) if isinstance(path, str) else path
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

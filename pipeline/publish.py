@@ -12,6 +12,8 @@ import socket
 import sqlite3
 import sys
 import threading
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,13 +25,23 @@ from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
 
-from .archive import DEFAULT_DB, LESSON_COLUMNS, PROGRAM_COLUMNS, PROGRAM_SLUG_SQL, verify_archive
+from .archive import (
+    DEFAULT_DB,
+    LESSON_COLUMNS,
+    LESSON_COUNTS_SQL,
+    PROGRAM_COLUMNS,
+    PROGRAM_COUNT_SQL,
+    PROGRAM_SLUG_SQL,
+    START_PROGRAMS_SQL,
+    verify_archive,
+)
 from .errors import ConfigError
 
 # The database's name in every URL (/micropause/lessons), whatever the file is called, so the
 # metadata, templates and documented URLs hold for any --db.
 ARCHIVE_NAME = "micropause"
-METADATA_PATH = Path(__file__).resolve().parent.parent / "config" / "metadata.yml"
+# Shipped inside the package (config/metadata.yml in the repository), like the site's config.
+METADATA_PATH: Traversable = resources.files(__package__) / "defaults" / "metadata.yml"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
@@ -39,10 +51,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY = "the archive is published read-only: only reading requests (GET, HEAD) are answered"
 
 
-def load_metadata(path: Path | str = METADATA_PATH) -> dict:
+def load_metadata(path: Path | str | Traversable = METADATA_PATH) -> dict:
     """The Datasette metadata: titles, descriptions, facets, canned queries. Refuses canned
     queries that write, since the published archive is read-only."""
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     try:
         metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -79,6 +91,11 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
                     described.setdefault(column.name, column.description)
 
 
+# Datasette's settings wherever the archive is published (serve, and hosted.py). The configured
+# facets (program, author) are the useful ones; suggesting others counts every column of the
+# table on every page view.
+SETTINGS = {"suggest_facets": False}
+
 # The longest string or blob any query may make: far above any stored value (a description
 # is kilobytes), far below what stalls the server. SQLite checks it inside each function call,
 # where Datasette's time limit (checked between opcodes) cannot interrupt a randomblob(3e8).
@@ -95,7 +112,7 @@ MMAP_BYTES = 1 << 30
 
 
 def build_datasette(
-    db_path: Path | str = DEFAULT_DB, *, metadata_path: Path | str = METADATA_PATH
+    db_path: Path | str = DEFAULT_DB, *, metadata_path: Path | str | Traversable = METADATA_PATH
 ) -> Datasette:
     """A Datasette instance publishing the archive read-only under the name "micropause"."""
     db_path = Path(db_path)
@@ -106,9 +123,7 @@ def build_datasette(
     datasette = Datasette(
         metadata=metadata,
         template_dir=str(TEMPLATES_DIR),
-        # The configured facets (program, author) are the useful ones; suggesting others
-        # counts every column of the table on every page view.
-        settings={"suggest_facets": False},
+        settings=SETTINGS,
     )
     # Datasette adds an empty in-memory database when it is given no files; it would only be
     # a second, confusing entry on the home page.
@@ -314,6 +329,35 @@ async def refuse(send, status: int = 405, error: str = READ_ONLY) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# The pages that lead with the archive's own ways in (templates/_micropause_start.html), and
+# how many programs they name before linking to the rest.
+START_TEMPLATES = frozenset({"index.html", f"database-{ARCHIVE_NAME}.html"})
+START_PROGRAMS = 30
+
+
+@hookimpl
+def extra_template_vars(template, datasette):
+    if template not in START_TEMPLATES or ARCHIVE_NAME not in datasette.databases:
+        return None
+
+    async def start() -> dict:
+        database = datasette.get_database(ARCHIVE_NAME)
+        programs = await database.execute(START_PROGRAMS_SQL, [START_PROGRAMS])
+        (program_count,) = (await database.execute(PROGRAM_COUNT_SQL)).first()
+        lessons, removed = (await database.execute(LESSON_COUNTS_SQL)).first()
+        return {
+            "micropause": {
+                "database": ARCHIVE_NAME,
+                "lessons": lessons,
+                "removed": removed,
+                "program_count": program_count,
+                "programs": [dict(row) for row in programs.rows],
+            }
+        }
+
+    return start
+
+
 @hookimpl
 def render_cell(row, value, column, table, database, datasette):
     if database != ARCHIVE_NAME or value is None:
@@ -336,15 +380,16 @@ def render_cell(row, value, column, table, database, datasette):
         if isinstance(program_id, dict):
             program_id = program_id["value"]
         return part_link(program_id, value, database, datasette)
-    return None
 
 
 async def part_link(program_id, part, database, datasette):
+    """The part, linked to its program's syllabus by the program's slug (the readable URL)."""
     result = await datasette.get_database(database).execute(PROGRAM_SLUG_SQL, [program_id])
     row = result.first()
     if row is None:  # the program row is gone: leave the part as a plain number
         return None
     return link(syllabus_url(datasette, database, row["slug"]), part, SYLLABUS_TITLE)
+    return None
 
 
 def missing_parts(value: str) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +149,28 @@ def recrawled_archive(tmp_path_factory) -> Recrawled:
         removed="lying-down-letting-go",
         added="a-new-pause",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Dist:
+    sdist: Path
+    wheel: Path
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory) -> Dist:
+    """The sdist and the wheel, built the way `make dist` builds them: the sdist from the
+    checkout, then the wheel from the unpacked sdist, so a file the sdist lacks is missing from
+    the wheel too. Without build isolation (the dev tools include the build backend), so no
+    network is needed."""
+    out = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return Dist(sdist, wheel)

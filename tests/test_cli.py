@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
+from pipeline import __version__
 from pipeline.cli import main
 from tests.conftest import CONFIG_PATH, START_SLUG
 
@@ -141,3 +142,54 @@ def test_reparse_command_reports_what_it_read(crawled):
         r"extracted, 0 new, 0 changed",
         result.output,
     )
+
+
+def test_version_is_the_package_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"micropause, version {__version__}"
+
+
+def test_config_show_prints_the_packaged_configuration_to_copy_and_edit(tmp_path):
+    result = invoke("config", "show")
+    assert result.exit_code == 0, result.output
+    assert result.output == CONFIG_PATH.read_text(encoding="utf-8")
+    # What it prints is a configuration: saved, edited and passed back, it is used.
+    mine = tmp_path / "mine.toml"
+    mine.write_text(result.output.replace("delay = 1.0", "delay = 2.5"), encoding="utf-8")
+    assert "delay = 2.5" in invoke("config", "show", "--config", mine).output
+    from_env = CliRunner().invoke(main, ["config", "show"], env={"MICROPAUSE_CONFIG": str(mine)})
+    assert from_env.exit_code == 0 and "delay = 2.5" in from_env.output
+
+
+def test_config_show_refuses_a_bad_configuration_in_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG_PATH.read_text().replace("delay = 1.0", "dleay = 1.0"))
+    result = invoke("config", "show", "--config", bad)
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: unknown config key: politeness.dleay"
+    missing = invoke("config", "show", "--config", tmp_path / "none.toml")
+    assert missing.exit_code == 1
+    assert missing.output.strip() == f"error: config file not found: {tmp_path / 'none.toml'}"
+
+
+def test_db_and_config_are_read_from_the_environment(site, tmp_path):
+    db_path = tmp_path / "not" / "yet" / "there.db"
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(CONFIG_PATH.read_text().replace("max_failed_pages = 0.05", "nonsense = 1"))
+    env = {"MICROPAUSE_DB": str(db_path), "MICROPAUSE_CONFIG": str(wrong)}
+    args = ["crawl", "--start-url", site.lesson_url(START_SLUG), "--delay", "0"]
+    refused = CliRunner().invoke(main, args, env=env)
+    assert refused.exit_code == 1
+    assert refused.output.strip() == "error: unknown config key: health.nonsense"
+
+    env["MICROPAUSE_CONFIG"] = str(CONFIG_PATH)
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert db_path.is_file()  # its folders made on the way
+    status = CliRunner().invoke(main, ["status"], env=env)
+    assert status.output.startswith(f"{db_path}: ")
+    # An option still wins over the environment.
+    other = tmp_path / "other.db"
+    assert CliRunner().invoke(main, [*args, "--db", str(other)], env=env).exit_code == 0
+    assert other.is_file()

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -110,7 +110,7 @@ def sha256(path: Path) -> str:
 @dataclass(frozen=True)
 class Served:
     url: str
-    archive: Path
+    archive: Path | None
     process: subprocess.Popen
 
 
@@ -142,15 +142,22 @@ def default_sigint() -> None:
 
 
 @contextmanager
-def serving(archive: Path) -> Iterator[Served]:
-    """`micropause serve` as a real process on a free port, once it answers."""
+def serving(
+    archive: Path | None,
+    micropause: Sequence[str] = (sys.executable, "-m", "pipeline"),
+    **popen,
+) -> Iterator[Served]:
+    """`micropause serve` as a real process on a free port, once it answers; ``archive`` None
+    serves the default --db, ``micropause`` is the command (an installed one, say)."""
     port = free_port()
+    db = ["--db", str(archive)] if archive is not None else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "serve", "--db", str(archive), "--port", str(port)],
+        [*micropause, "serve", *db, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=default_sigint,
+        **popen,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -190,6 +197,32 @@ def test_home_and_lessons_pages_carry_the_project_metadata(datasette):
         "diff": "What changed between two runs",
         "changes": "Micro Pause lessons added, changed and removed",
     }
+
+
+def programs_of(path: Path) -> list[dict]:
+    db = read_only(path)
+    try:
+        return list(db.query("select id, slug, name, lesson_count from programs order by name"))
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("page", ["/", "/micropause"])
+def test_home_and_database_pages_lead_with_lessons_programs_and_the_syllabus(
+    datasette, crawled_archive, page
+):
+    text = get(datasette, page).text
+    lessons = text.index('href="/micropause/lessons"')
+    programs = text.index('href="/micropause/programs"')
+    syllabus = text.index('href="/micropause/syllabus"')
+    # Then the rest: the history tables, the crawl bookkeeping, the custom SQL box.
+    rest = ('href="/micropause/lesson_versions"', 'href="/micropause/pages"', "Custom SQL query")
+    assert max(lessons, programs, syllabus) < min(text.find(s) for s in rest if s in text)
+    assert f"{lesson_count(crawled_archive)} lessons ever seen on the site" in text
+    # Every program, each linked to its syllabus, under its canonical name.
+    for program in programs_of(crawled_archive):
+        link = f'href="/micropause/syllabus?program={program["slug"]}">{program["name"]}</a>'
+        assert f"{link} ({program['lesson_count']} lessons)" in text
 
 
 def test_every_column_of_the_main_tables_is_described_as_in_snapshots(datasette):
@@ -268,6 +301,18 @@ def test_syllabus_takes_a_program_name_or_nothing_for_every_program(datasette):
         "Neck, shoulders and upper back",
     }
     assert len(everything) == 6 + 8 + 5 + 4
+
+
+def test_syllabus_and_program_lessons_take_a_programs_id(datasette, crawled_archive):
+    (program,) = (p for p in programs_of(crawled_archive) if p["slug"] == DIVE_DEEPER)
+    by_slug = rows(datasette, f"/micropause/syllabus.json?program={DIVE_DEEPER}&_shape=array")
+    by_id = rows(datasette, f"/micropause/syllabus.json?program={program['id']}&_shape=array")
+    assert by_id == by_slug
+    lessons = rows(
+        datasette, f"/micropause/program_lessons.json?program={program['id']}&_shape=array"
+    )
+    assert [row["part"] for row in lessons] == [1, 3, 4, 5, 6]
+    assert rows(datasette, "/micropause/syllabus.json?program=99999&_shape=array") == []
 
 
 def test_syllabus_shows_a_removed_part_as_removed(crawled_archive, tmp_path):

@@ -228,7 +228,8 @@ def test_hostile_text_is_stored_as_text(tmp_path):
 
     # Exported exactly: CSV through the csv module and JSON give back the stored text.
     snapshot = export_snapshot(db_path, tmp_path / "exports")
-    # Python's csv module refuses fields over 128 KiB unless told otherwise (README says so).
+    # Python's csv module refuses fields over 128 KiB unless told otherwise (docs/snapshots.md
+    # says so).
     limit = csv.field_size_limit(sys.maxsize)
     try:
         with open(snapshot.path / "lessons.csv", encoding="utf-8-sig", newline="") as f:

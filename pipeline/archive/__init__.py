@@ -53,7 +53,10 @@ __all__ = [
     "DEFAULT_DB",
     "LESSON_COLUMNS",
     "PROGRAM_COLUMNS",
+    "LESSON_COUNTS_SQL",
+    "PROGRAM_COUNT_SQL",
     "PROGRAM_SLUG_SQL",
+    "START_PROGRAMS_SQL",
     "Archive",
     "ArchiveStatus",
     "Column",
@@ -67,6 +70,7 @@ __all__ = [
     "SnapshotRows",
     "Version",
     "archive_lock",
+    "latest_saved_run_of",
     "now_iso",
     "read_snapshot",
     "read_only_uri",
@@ -97,7 +101,10 @@ _VERSIONS_BETWEEN = """
         SELECT lesson_id FROM lesson_versions
         WHERE coalesce(run_id, 0) > :first AND coalesce(run_id, 0) <= :last)
     ORDER BY v.lesson_id, v.version"""
-# For Datasette's pages, which run it on their own connection.
+# For Datasette's pages (the home page's "Start here"), which run them on their own connection.
+START_PROGRAMS_SQL = "SELECT slug, name, lesson_count FROM programs ORDER BY name, id LIMIT ?"
+PROGRAM_COUNT_SQL = "SELECT count(*) FROM programs"
+LESSON_COUNTS_SQL = "SELECT count(*), count(removed_at) FROM lessons"
 PROGRAM_SLUG_SQL = "SELECT slug FROM programs WHERE id = ?"
 
 
@@ -310,6 +317,20 @@ def read_snapshot(path: Path) -> SnapshotRows:
     def read() -> SnapshotRows:
         with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
             return _snapshot_rows(conn)
+
+    return _reading(path, read)
+
+
+def latest_saved_run_of(path: Path) -> dict | None:
+    """The newest run that wrote lessons into the archive at ``path``, read without writing;
+    None before any did."""
+
+    def read() -> dict | None:
+        with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+            try:
+                return runs.latest_saved_run(conn)
+            except ArchiveError:
+                return None
 
     return _reading(path, read)
 
