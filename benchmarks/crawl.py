@@ -1,14 +1,18 @@
-"""Crawl cost: a full crawl of a synthetic site, the crawler's CPU and the server's apart.
+"""Crawl cost: first crawls of synthetic sites, the crawler's CPU and the server's apart.
 
 The crawl is the one users run (``crawl_into_archive``: frontier, fetch, WARC captures, extract,
 normalise, store) at concurrency 8 with no delay, against the fixture server in its own process
-with no added latency. Every lesson's listing is walked to its last page, so requests grow with
-the square of the lesson count.
+with no added latency. Each size is crawled two ways: every lesson's listing walked to its last
+page (``listing_inference = false``: requests grow with the square of the lesson count), and
+with listings proven from each lesson's page 1 (the default), with and without a sitemap; the
+archives are compared row for row.
 """
 
 from __future__ import annotations
 
 import cProfile
+import hashlib
+import json
 import pstats
 import re
 import resource
@@ -18,9 +22,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sqlite_utils import Database
+
 from pipeline.errors import HealthCheckFailed
 from pipeline.run import RunReport, crawl_into_archive
-from tests.conftest import local_config
+from tests.conftest import CONTENT, PROGRAMS, local_config
 
 from .results import ROOT
 from .siteproc import SiteProcess
@@ -31,9 +37,25 @@ DISALLOWED = {"staff-preview"}
 
 
 def run(
-    sizes: tuple[int, ...] = (150, 300), *, profile_size: int | None = 150, concurrency: int = 8
+    sizes: tuple[int, ...] = (150, 300),
+    *,
+    inferred_sizes: tuple[int, ...] = (),
+    profile_size: int | None = 150,
+    concurrency: int = 8,
 ) -> dict[str, Any]:
-    runs = [measure(n, concurrency=concurrency) for n in sizes]
+    runs = []
+    for n in sorted({*sizes, *inferred_sizes}):
+        walked = measure(n, concurrency=concurrency, inference=False) if n in sizes else None
+        if walked is not None:
+            runs.append(walked)
+        if n in inferred_sizes:
+            for sitemap in (True, False):
+                inferred = measure(n, concurrency=concurrency, inference=True, sitemap=sitemap)
+                if walked is not None:
+                    inferred["same_archive_as_walked"] = (
+                        inferred["archive_digest"] == walked["archive_digest"]
+                    )
+                runs.append(inferred)
     result: dict[str, Any] = {"concurrency": concurrency, "runs": runs}
     if profile_size:
         result["profile"] = profile(profile_size, concurrency=concurrency)
@@ -45,31 +67,50 @@ def expected_lessons(n: int) -> int:
     return sum(1 for x in synthetic_lessons(n) if x.listed and x.slug not in DISALLOWED)
 
 
-def crawl_once(site: SiteProcess, db_path: Path, *, concurrency: int) -> tuple[RunReport, bool]:
+def crawl_once(
+    site: SiteProcess, db_path: Path, *, concurrency: int, inference: bool = True
+) -> tuple[RunReport, bool]:
     """One crawl into ``db_path``; a run that fails a health check still has a report."""
     # The tests' 2 s read timeout is short for two busy cores: a retry would be counted as a
     # request and distort what is measured.
-    config = local_config(site, concurrency=concurrency, read_timeout=30.0)
+    config = local_config(
+        site, listing_inference=inference, concurrency=concurrency, read_timeout=30.0
+    )
     try:
         return crawl_into_archive(config, db_path), True
     except HealthCheckFailed as exc:
         return exc.report, False
 
 
-def measure(n: int, *, concurrency: int = 8) -> dict[str, Any]:
-    with SiteProcess(n) as site, tempfile.TemporaryDirectory() as tmp:
-        return measure_crawl(site, Path(tmp) / "archive.db", n, concurrency=concurrency)
+def measure(
+    n: int, *, concurrency: int = 8, inference: bool = False, sitemap: bool = True
+) -> dict[str, Any]:
+    with SiteProcess(n, sitemap=sitemap) as site, tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "archive.db"
+        measured = measure_crawl(site, db_path, n, concurrency=concurrency, inference=inference)
+        measured["sitemap"] = sitemap
+        measured["archive_digest"] = archive_digest(db_path)
+        return measured
+
+
+def archive_digest(db_path: Path) -> str:
+    """What the crawl archived, minus when: equal digests, equal archives row for row."""
+    rows = (
+        Database(db_path).execute(CONTENT).fetchall()
+        + Database(db_path).execute(PROGRAMS).fetchall()
+    )
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
 
 
 def measure_crawl(
-    site: SiteProcess, db_path: Path, n: int, *, concurrency: int = 8
+    site: SiteProcess, db_path: Path, n: int, *, concurrency: int = 8, inference: bool = False
 ) -> dict[str, Any]:
     """One crawl of ``site`` into ``db_path``: its traffic, and each process's CPU seconds."""
     site.reset()
     before = site.stats()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
-    report, healthy = crawl_once(site, db_path, concurrency=concurrency)
+    report, healthy = crawl_once(site, db_path, concurrency=concurrency, inference=inference)
     wall = time.perf_counter() - began
     used = resource.getrusage(resource.RUSAGE_SELF)
     after = site.stats()
@@ -77,10 +118,16 @@ def measure_crawl(
     user = used.ru_utime - usage.ru_utime
     system = used.ru_stime - usage.ru_stime
     server = after["cpu_seconds"] - before["cpu_seconds"]
+    listings = report.result.listings
     return {
         "lessons": n,
+        "mode": "inferred" if inference else "walked",
         "requests": requests,
         "requests_per_lesson": requests / n,
+        "listings_walked": listings.walked,
+        "listings_inferred": listings.inferred,
+        "listings_contradicted": listings.contradicted,
+        "complete": report.result.complete,
         "conditional": after["conditional"],
         "statuses": after["statuses"],
         "wire_bytes": after["wire_bytes"],
@@ -91,6 +138,9 @@ def measure_crawl(
         "crawler_user_s": user,
         "crawler_sys_s": system,
         "crawler_cpu_ms_per_request": (user + system) / requests * 1e3,
+        # What a user pays for a complete archive: the crawler's CPU for the whole first crawl.
+        "crawler_cpu_s": user + system,
+        "crawler_cpu_ms_per_lesson": (user + system) / n * 1e3,
         "server_cpu_s": server,
         "server_cpu_ms_per_request": server / requests * 1e3,
         # Below the concurrency, the server was waiting for the crawler.

@@ -26,19 +26,19 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # test suite's, seconds long, and proves only that every suite still runs.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
-        "crawl": {"sizes": [150, 300], "profile_size": 150},
+        "crawl": {"sizes": [150, 300], "inferred_sizes": [150, 300, 1000], "profile_size": 150},
         "extraction": {"site_lessons": 150, "pages": 200, "repetitions": 7},
         "scale": {"n": 100_000, "repetitions": 5, "rare_terms": 20},
         "incremental": {"n": 300},
     },
     "quick": {
-        "crawl": {"sizes": [30, 60], "profile_size": 30},
+        "crawl": {"sizes": [30, 60], "inferred_sizes": [30, 60], "profile_size": 30},
         "extraction": {"site_lessons": 60, "pages": 40, "repetitions": 3},
         "scale": {"n": 5_000, "repetitions": 3, "rare_terms": 10},
         "incremental": {"n": 60},
     },
     "smoke": {
-        "crawl": {"sizes": [12], "profile_size": None},
+        "crawl": {"sizes": [12], "inferred_sizes": [12], "profile_size": None},
         "extraction": {"site_lessons": 12, "pages": 4, "repetitions": 1},
         "scale": {"n": 200, "repetitions": 1, "rare_terms": 2},
         "incremental": {"n": 12},
@@ -51,7 +51,11 @@ def run_suite(name: str, params: dict[str, Any]) -> dict[str, Any]:
     if name == "crawl":
         from . import crawl
 
-        return crawl.run(tuple(params["sizes"]), profile_size=params.get("profile_size"))
+        return crawl.run(
+            tuple(params["sizes"]),
+            inferred_sizes=tuple(params.get("inferred_sizes", ())),
+            profile_size=params.get("profile_size"),
+        )
     if name == "extraction":
         from . import extraction
 
@@ -89,17 +93,6 @@ def run(
 ) -> dict[str, Any]:
     """Run the chosen suites and write ``latest.json`` and ``latest.md`` into ``out_dir``."""
     plan = {name: dict(PROFILES[profile][name]) for name in SUITES if name in only}
-    # The incremental suite's first crawl is a full crawl of its site: when the crawl suite
-    # would crawl a site of the same size, that crawl is measured once, not twice.
-    shared = (
-        "crawl" in plan
-        and "incremental" in plan
-        and plan["incremental"]["n"] in plan["crawl"]["sizes"]
-    )
-    if shared:
-        plan["crawl"]["sizes"] = [
-            n for n in plan["crawl"]["sizes"] if n != plan["incremental"]["n"]
-        ]
     started = datetime.now(UTC)
     began = time.perf_counter()
     results: dict[str, Any] = {
@@ -111,18 +104,10 @@ def run(
         "parameters": plan,
     }
     for name, params in plan.items():
-        if name == "crawl" and not params["sizes"] and not params["profile_size"]:
-            results[name] = {"concurrency": 8, "runs": []}  # all of it shared with incremental
-            continue
         log(f"benchmarks: {name} {json.dumps(params)}")
         suite_began = time.perf_counter()
         results[name] = (run_isolated if isolate else run_suite)(name, params)
         log(f"benchmarks: {name} done in {time.perf_counter() - suite_began:.0f} s")
-    if shared:
-        first = dict(results["incremental"]["first"], note="the incremental suite's first crawl")
-        results["crawl"]["runs"] = sorted(
-            [*results["crawl"]["runs"], first], key=lambda run: run["lessons"]
-        )
     results["duration_s"] = time.perf_counter() - began
     results["targets"] = results_module.targets(results)
     out_dir.mkdir(parents=True, exist_ok=True)

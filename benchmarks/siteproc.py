@@ -76,11 +76,11 @@ def _conditional(record) -> bool:
     return "if-none-match" in record.headers or "if-modified-since" in record.headers
 
 
-def serve(n: int) -> None:
+def serve(n: int, *, sitemap: bool = True) -> None:
     # FixtureSite.start() builds its server with the module's _Handler: count the wire bytes by
     # swapping in a subclass, in this process only.
     server._Handler = _CountingHandler
-    site = FixtureSite(synthetic_lessons(n))
+    site = FixtureSite(synthetic_lessons(n), sitemap=sitemap)
     with site:
         _reply({"url": site.url, "pid": os.getpid()})
         for line in sys.stdin:
@@ -112,15 +112,22 @@ class SiteProcess:
 
     Has ``lesson_url`` like FixtureSite, so tests.conftest.local_config accepts it."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, *, sitemap: bool = True):
         self.n = n
+        self.sitemap = sitemap
         self._proc: subprocess.Popen | None = None
         self.url = ""
         self.pid = 0
 
     def __enter__(self) -> SiteProcess:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.siteproc", str(self.n)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.siteproc",
+                str(self.n),
+                *([] if self.sitemap else ["--no-sitemap"]),
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -172,4 +179,4 @@ class SiteProcess:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), sitemap="--no-sitemap" not in sys.argv[2:])

@@ -41,20 +41,34 @@ def test_result_files_say_what_was_measured_and_on_what(results):
     assert machine["cpu_count"] >= 1 and machine["cpu_model"] and machine["python"]
     assert machine["packages"]["selectolax"] and machine["packages"]["httpx"]
     markdown = (results / "latest.md").read_text(encoding="utf-8")
-    for heading in ("## Targets", "## Crawl", "## Extraction", "## Scale", "## Incremental"):
+    for heading in ("## Targets", "## First crawl", "## Extraction", "## Scale", "## Incremental"):
         assert heading in markdown
     for target in data["targets"]:
         assert set(target) == {"name", "target", "measured", "met"}
 
 
 def test_crawl_measures_both_processes_and_finds_every_lesson(results):
-    (crawl,) = load(results)["crawl"]["runs"]
-    assert crawl["lessons"] == PROFILES["smoke"]["incremental"]["n"]
-    assert crawl["lessons_found"] == crawl["lessons_expected"] > 0
-    assert crawl["statuses"] == {"200": crawl["requests"]}
-    for key in ("wall_s", "requests_per_s", "crawler_cpu_ms_per_request", "server_cpu_s"):
-        assert positive(crawl[key]), key
-    assert 1 <= crawl["max_in_flight"] <= 8
+    runs = load(results)["crawl"]["runs"]
+    # Each size walked, then proven with and without a sitemap.
+    assert [(r["mode"], r["sitemap"]) for r in runs] == [
+        ("walked", True),
+        ("inferred", True),
+        ("inferred", False),
+    ]
+    for crawl in runs:
+        assert crawl["lessons"] == PROFILES["smoke"]["crawl"]["sizes"][0]
+        assert crawl["complete"]
+        assert crawl["lessons_found"] == crawl["lessons_expected"] > 0
+        # Every page answered 200 but the sitemap where the site has none (a 404).
+        missing = {} if crawl["sitemap"] else {"404": 1}
+        assert crawl["statuses"] == {"200": crawl["requests"] - len(missing), **missing}
+        for key in ("wall_s", "requests_per_s", "crawler_cpu_ms_per_request", "server_cpu_s"):
+            assert positive(crawl[key]), key
+        assert 1 <= crawl["max_in_flight"] <= 8
+    walked, *inferred = runs
+    for crawl in inferred:
+        assert crawl["same_archive_as_walked"]
+        assert crawl["listings_inferred"] + crawl["listings_walked"] <= walked["listings_walked"]
 
 
 def test_extraction_comparators_do_the_same_work(results):
