@@ -85,27 +85,30 @@ def command_line() -> str:
     return " ".join(["python -m benchmarks", *sys.argv[1:]])
 
 
-# -- targets (issue 8) ---------------------------------------------------------------------------
+# -- targets (issues 8 and 14) -----------------------------------------------------------------
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with the measured value and the ratio it is judged on."""
     rows: list[dict[str, Any]] = []
     if extraction := results.get("extraction"):
-        floor = extraction["ratios"]["extract_vs_bare_parse"]
-        bs4 = extraction["ratios"].get("bs4_vs_extract")
-        floors = [
-            f"{label}: {extraction['ratios'][key]:.2f}×"
-            for key, label in (
-                ("queries_vs_bare_parse", "its CSS queries alone"),
-                ("walk_vs_bare_parse", "a bare Python walk of the tree"),
+        ratios = extraction["ratios"]
+        vs_parse = ratios["extract_vs_bare_parse"]
+        bs4 = ratios.get("bs4_vs_extract")
+        # Issue 14 settled it: extraction is judged against what its configured CSS queries
+        # cost on their own, the floor while selectors are configuration, not against a bare
+        # parse that no configured extractor can reach.
+        queries = ratios.get("queries_vs_bare_parse")
+        if queries:
+            over_floor = vs_parse / queries
+            rows.append(
+                _target(
+                    "extraction vs its configured CSS queries alone",
+                    "≤ 1.5×",
+                    f"{over_floor:.2f}× (a bare parse: {vs_parse:.2f}×)",
+                    over_floor <= 1.5,
+                )
             )
-            if key in extraction["ratios"]
-        ]
-        measured = f"{floor:.2f}×" + (f" ({'; '.join(floors)})" if floors else "")
-        rows.append(
-            _target("extraction vs bare selectolax parse", "≤ 1.5×", measured, floor <= 1.5)
-        )
         if bs4 is not None:
             rows.append(
                 _target(
@@ -170,9 +173,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
         for name, stats in scale["latency_ms"].items():
-            if name.startswith("search"):
-                p95 = stats["p95"]
-                rows.append(_target(f"{name} p95", "< 50 ms", f"{p95:.1f} ms", p95 < 50))
+            if not name.startswith("search"):
+                continue
+            # The realistic mix carries the target; the commonest words are the worst case.
+            by_term = stats.get("by_term", {})
+            mix = by_term.get("word drawn by frequency", stats)["p95"]
+            common = by_term.get("common word", {}).get("p95")
+            worst = f" (commonest words: {common:.1f} ms)" if common is not None else ""
+            rows.append(
+                _target(
+                    f"{name} p95, words drawn by frequency",
+                    "< 50 ms",
+                    f"{mix:.1f} ms{worst}",
+                    mix < 50,
+                )
+            )
     if incremental := results.get("incremental"):
         unchanged = incremental["unchanged"]
         per_lesson = unchanged["requests_per_lesson"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import resource
 import sqlite3
 import statistics
@@ -133,7 +134,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def search_terms(n: int, rare_terms: int, seed: int = 8) -> dict[str, list[str]]:
+# A realistic mix: words drawn as often as the archive uses them (a random word of a random
+# lesson's text), not only the commonest.
+FREQUENCY_MIX = "word drawn by frequency"
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def search_terms(
+    n: int, rare_terms: int, seed: int = 8, db_path: Path | None = None
+) -> dict[str, list[str]]:
     rng = random.Random(seed)
     first_rare = len(base_lessons())  # round 0 is the fixture verbatim: no made-up word
     rare = (
@@ -141,7 +150,30 @@ def search_terms(n: int, rare_terms: int, seed: int = 8) -> dict[str, list[str]]
         if n > first_rare
         else []
     )
-    return {"rare word": rare, "common word": list(COMMON_WORDS), "two words": list(TWO_WORDS)}
+    terms = {"rare word": rare, "common word": list(COMMON_WORDS), "two words": list(TWO_WORDS)}
+    if db_path is not None:
+        terms[FREQUENCY_MIX] = words_by_frequency(db_path, rare_terms, rng)
+    return terms
+
+
+def words_by_frequency(db_path: Path, count: int, rng: random.Random) -> list[str]:
+    """``count`` words, each a random word of a random lesson: a word is drawn as often as
+    the archive's text holds it, so common words come up often and rare ones sometimes."""
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        (top,) = conn.execute("SELECT max(id) FROM lessons").fetchone()
+        words: list[str] = []
+        while len(words) < count:
+            (text,) = conn.execute(
+                "SELECT title || ' ' || description FROM lessons WHERE id = ?",
+                [rng.randint(1, top)],
+            ).fetchone() or ("",)
+            found = _WORD.findall(text)
+            if found:
+                words.append(rng.choice(found).lower())
+        return words
+    finally:
+        conn.close()
 
 
 def measure_queries(
@@ -151,7 +183,7 @@ def measure_queries(
     the same FTS match straight through sqlite3."""
     from pipeline.publish import build_datasette
 
-    terms = search_terms(n, rare_terms)
+    terms = search_terms(n, rare_terms, db_path=db_path)
     searches = [(kind, term) for kind, group in terms.items() for term in group]
     # name -> [(kind of term, path)]: searches are also summarised per kind of term, since a
     # word in 1 lesson and a word in 40 % of them cost very different amounts.
