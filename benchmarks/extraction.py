@@ -9,6 +9,7 @@ race is over the same work.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -40,11 +41,14 @@ def run(*, site_lessons: int = 150, pages: int = 200, repetitions: int = 7) -> d
     selectors = load_config(CONFIG_PATH).selectors
     corpus = sample_pages(site_lessons, pages)
     expected = [extract(html, url, selectors) for html, url in corpus]
+    # What reading the categories (for listing inference) adds to a page's extraction.
+    uncategorised = dataclasses.replace(selectors, categories="", category_prefix="")
     implementations: dict[str, Extractor] = {
         "selectolax bare parse (floor)": lambda html, _url, _sel: LexborHTMLParser(html),
         QUERIES_ONLY: select_only,
         WALK_ONLY: walk_only,
         "pipeline.extract (selectolax/lexbor)": extract,
+        WITHOUT_CATEGORIES: lambda html, url, _sel: extract(html, url, uncategorised),
     }
     try:
         import lxml.html  # noqa: F401
@@ -62,7 +66,9 @@ def run(*, site_lessons: int = 150, pages: int = 200, repetitions: int = 7) -> d
     for name, function in implementations.items():
         outputs = [function(html, url, selectors) for html, url in corpus]  # also warms up
         agrees[name] = (
-            None if name.startswith("selectolax ") else sum(map(_same, outputs, expected))
+            None
+            if name.startswith("selectolax ") or name == WITHOUT_CATEGORIES
+            else sum(map(_same, outputs, expected))
         )
     # Round-robin, every implementation as often: the shared machine's drift during the run
     # reaches them all alike, so their ratios hold even when the absolute times wander.
@@ -103,6 +109,7 @@ def run(*, site_lessons: int = 150, pages: int = 200, repetitions: int = 7) -> d
 
 
 QUERIES_ONLY = "selectolax parse + extract's CSS queries, no text"
+WITHOUT_CATEGORIES = "pipeline.extract without reading categories"
 
 
 def select_only(html: str, _url: str, selectors: Selectors) -> int:
