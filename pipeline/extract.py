@@ -8,6 +8,7 @@ it lists (used to discover more URLs). Selectors come from the site's configurat
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -129,12 +130,17 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
 
 def _categories(node: LexborNode | None, prefix: str) -> frozenset[str]:
     """The ``<prefix><slug>`` classes of a node, as slugs."""
-    classes = _attr(node, "class") if prefix else None
+    classes = node.attributes.get("class") if node is not None and prefix else None
     if not classes:
         return frozenset()
-    return frozenset(
-        c[len(prefix) :] for c in classes.split() if c.startswith(prefix) and c != prefix
-    )
+    return frozenset(_category_classes(prefix).findall(classes))
+
+
+@functools.cache
+def _category_classes(prefix: str) -> re.Pattern[str]:
+    # One regex pass over the class attribute: each listed post has one, and most of its
+    # classes are not categories.
+    return re.compile(rf"(?<!\S){re.escape(prefix)}(\S+)")
 
 
 @dataclass(frozen=True, slots=True)
