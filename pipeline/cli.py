@@ -161,9 +161,10 @@ def load(config_path: Path, start_urls, delay, concurrency):
 def crawl(config_path, db_path, start_urls, delay, concurrency, max_pages):
     """Crawl every lesson of the site into the archive.
 
-    A first crawl walks every lesson's "You may also like" listing to its last page and reads
-    the sitemap; a re-crawl asks for known pages conditionally and reads changed listings only
-    as far as they show new lessons. Every response is captured as WARC, and lessons and
+    A first crawl walks as few "You may also like" listings as it takes to know every
+    category's lessons, proves the others from each lesson's own page, and reads the sitemap;
+    a re-crawl asks for known pages conditionally and reads changed listings only as far as
+    they show new lessons. Every response is captured as WARC, and lessons and
     programs are written in one transaction at the end.
     """
     config = load(config_path, start_urls, delay, concurrency)
