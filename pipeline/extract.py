@@ -8,7 +8,6 @@ it lists (used to discover more URLs). Selectors come from the site's configurat
 
 from __future__ import annotations
 
-import functools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -131,16 +130,17 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
 def _categories(node: LexborNode | None, prefix: str) -> frozenset[str]:
     """The ``<prefix><slug>`` classes of a node, as slugs."""
     classes = node.attributes.get("class") if node is not None and prefix else None
-    if not classes:
+    start = classes.find(prefix) if classes else -1
+    if start < 0:
         return frozenset()
-    return frozenset(_category_classes(prefix).findall(classes))
-
-
-@functools.cache
-def _category_classes(prefix: str) -> re.Pattern[str]:
-    # One regex pass over the class attribute: each listed post has one, and most of its
-    # classes are not categories.
-    return re.compile(rf"(?<!\S){re.escape(prefix)}(\S+)")
+    # Only the classes from the first that holds the prefix (from that class's start):
+    # WordPress writes the categories last, after a dozen classes of the theme's.
+    start = max(classes.rfind(" ", 0, start), classes.rfind("\t", 0, start)) + 1
+    return frozenset(
+        name[len(prefix) :]
+        for name in classes[start:].split()
+        if name.startswith(prefix) and len(name) > len(prefix)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,3 +145,15 @@ def test_the_largest_listing_believed():
     navi = f'<div class="wp-pagenavi"><span class="pages">Page 3 of {MAX_LISTING_PAGES}</span>'
     got = extract(page(pagenavi=navi + "</div>"), URL, SELECTORS)
     assert (got.page, got.page_count, got.anomalies) == (3, MAX_LISTING_PAGES, ())
+
+
+def test_categories_are_read_from_the_lesson_and_each_listed_lesson():
+    html = """<article class="et_pb_post post-1 subcategory-decoy category-breathing
+        category-micro-pause"><h1 class="entry-title">A</h1>
+      <div class="et_pb_blog_grid">
+        <article class="et_pb_post category-feet"><h2 class="entry-title"><a href="/video/b/">B</a></h2></article>
+        <article class="et_pb_post hentry"><h2 class="entry-title"><a href="/video/c/">C</a></h2></article>
+      </div></article>"""  # noqa: E501
+    got = extract(html, URL, SELECTORS)
+    assert got.categories == {"breathing", "micro-pause"}  # not "decoy"
+    assert got.listed_categories == (frozenset({"feet"}), frozenset())
