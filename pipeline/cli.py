@@ -100,15 +100,24 @@ config_option = click.option(
     show_default="packaged, see `micropause config show`",
     help="Site configuration (TOML).",
 )
-db_option = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_DB,
-    envvar="MICROPAUSE_DB",
-    show_envvar=True,
-    show_default=True,
-    help="The archive database; crawl and run make it, and its folder, if missing.",
+
+
+def archive_option(help: str):
+    """``--db``, also read from MICROPAUSE_DB: the one spelling of the option everywhere."""
+    return click.option(
+        "--db",
+        "db_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_DB,
+        envvar="MICROPAUSE_DB",
+        show_envvar=True,
+        show_default=True,
+        help=help,
+    )
+
+
+db_option = archive_option(
+    "The archive database; crawl and run make it, and its folder, if missing."
 )
 
 

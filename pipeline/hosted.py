@@ -29,8 +29,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .archive import DEFAULT_DB, latest_saved_run_of
-from .cli import Group
+from .archive import latest_saved_run_of
+from .cli import Group, archive_option
 from .errors import ArchiveError, ConfigError, MicropauseError
 from .publish import (
     ARCHIVE_NAME,
@@ -193,16 +193,7 @@ def target_options(f):
         show_default=True,
         help="This package's wheel (`make dist`), installed in the image for its hooks.",
     )(f)
-    f = click.option(
-        "--db",
-        "db_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=DEFAULT_DB,
-        envvar="MICROPAUSE_DB",
-        show_envvar=True,
-        show_default=True,
-        help="The archive to publish.",
-    )(f)
+    f = archive_option("The archive to publish.")(f)
     return f
 
 
