@@ -45,16 +45,24 @@ class Walk:
     lesson: PageOne
     pages: dict[int, tuple[str, ...]] = field(default_factory=dict)
     failed: bool = False
+    # position() as last worked out, and for how many pages: every lesson proven asks for it.
+    _position: dict[str, int] = field(default_factory=dict, repr=False)
+    _pages_read: int = field(default=0, repr=False)
 
     @property
     def complete(self) -> bool:
         return not self.failed and len(self.pages) == self.lesson.page_count
 
-    def entries(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for n in range(1, self.lesson.page_count + 1):
-            seen.update(dict.fromkeys(self.pages.get(n, ())))
-        return list(seen)
+    def position(self) -> dict[str, int]:
+        """Each listed lesson's place in the listing, newest first, in that order. Pages are
+        only ever added, so it is worked out again only when one was."""
+        if self._pages_read != len(self.pages):
+            seen: dict[str, None] = {}
+            for n in range(1, self.lesson.page_count + 1):
+                seen.update(dict.fromkeys(self.pages.get(n, ())))
+            self._position = {url: i for i, url in enumerate(seen)}
+            self._pages_read = len(self.pages)
+        return self._position
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +216,7 @@ class ListingInference:
         for walk in self.walks.values():
             if not walk.complete or not walk.lesson.categories & lesson.categories:
                 continue
-            for url in (walk.lesson.url, *walk.entries()):
+            for url in (walk.lesson.url, *walk.position()):
                 cats = self.categories.get(url)
                 if cats is None:
                     return None
@@ -231,7 +239,7 @@ class ListingInference:
         for walk in self.walks.values():
             if not walk.complete:
                 continue
-            position = {url: i for i, url in enumerate(walk.entries())}
+            position = walk.position()
             on_page = [position[url] for url in shown if url in position]
             if on_page != sorted(on_page):
                 return False
