@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from pipeline.archive import Archive, KnownPage, Layout, PageRecord, RunOutcome
+from pipeline.archive import Archive, KnownPage, Layout, PageRecord, RunOutcome, read_snapshot
 from pipeline.archive import history as history_module
 from pipeline.captures import CaptureRef
 from pipeline.errors import ArchiveError, ArchiveWriteError
@@ -136,12 +136,13 @@ def test_the_health_baseline_is_the_last_healthy_complete_run(archive):
     assert archive.healthy_baseline() == 2
 
 
-def test_status_and_snapshot_read_what_was_saved(archive):
+def test_status_and_snapshot_read_what_was_saved(archive, tmp_path):
     run_id, _ = save(archive, crawl_outcome([lesson("p-1", "P, 1: x"), lesson("b", "B")]))
     state = archive.status(last=5)
     assert (state.lessons, state.removed, state.programs, state.versions) == (2, 0, 1, 2)
     assert [run["id"] for run in state.runs] == [run_id]
-    rows = archive.snapshot_rows()
+    archive.copy_as_of(run_id, tmp_path / "snapshot.db")
+    rows = read_snapshot(tmp_path / "snapshot.db")
     assert rows.run["id"] == run_id and rows.run["complete"] is True
     assert [row[2] for row in rows.tables["lessons"]] == ["p-1", "b"]  # programs first
     assert [row[1] for row in rows.tables["programs"]] == ["p"]
@@ -149,7 +150,7 @@ def test_status_and_snapshot_read_what_was_saved(archive):
 
 def test_nothing_to_snapshot_before_a_run_saved_lessons(archive):
     with pytest.raises(ArchiveError, match="nothing to export"):
-        archive.snapshot_rows()
+        archive.latest_saved_run()
 
 
 def test_a_run_that_raises_is_recorded_as_failed_and_writes_nothing(archive):

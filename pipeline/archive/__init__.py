@@ -243,19 +243,6 @@ class Archive:
             )
         )
 
-    def snapshot_rows(self) -> SnapshotRows:
-        """The latest saved run and every lesson and program, in one read transaction: a
-        run committing meanwhile cannot split lessons from programs."""
-
-        def read() -> SnapshotRows:
-            self.db.execute("BEGIN")
-            try:
-                return _snapshot_rows(self.db.conn)
-            finally:
-                self.db.execute("ROLLBACK")
-
-        return self._reading(read)
-
     def run_summaries(self) -> list[Run]:
         """Every run, oldest first."""
         return self._reading(
