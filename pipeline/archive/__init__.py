@@ -274,16 +274,7 @@ class Archive:
         file (no WAL), read-only, the same bytes whenever the same run is copied. Runs after
         it wrote no lessons (they failed or were interrupted), so dropping their rows is all
         that differs."""
-        self._reading(lambda: self.db.execute("VACUUM INTO ?", [str(target)]))
-        conn = sqlite3.connect(target, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = DELETE")
-            conn.execute("BEGIN")
-            conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
-            conn.execute("COMMIT")
-            conn.execute("VACUUM")
-        finally:
-            conn.close()
+        self._reading(lambda: self._copy(run_id, target))
         # The header's file change counter (offset 24) and version-valid-for number (offset
         # 92) carry on from the source's change counter, which moves with every write, even a
         # failed run's row. Equal, they stay valid (SQLite's file format, "The Database
@@ -293,6 +284,15 @@ class Archive:
                 f.seek(offset)
                 f.write((1).to_bytes(4, "big"))
         target.chmod(0o444)
+
+    def _copy(self, run_id: int, target: Path) -> None:
+        self.db.execute("VACUUM INTO ?", [str(target)])
+        with contextlib.closing(sqlite3.connect(target, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("BEGIN")
+            conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
+            conn.execute("COMMIT")
+            conn.execute("VACUUM")
 
     def _reading(self, read: Callable[[], T]) -> T:
         return _reading(self.layout.db, read)
