@@ -30,6 +30,12 @@ class Decoded:
     replaced: bool = False  # invalid bytes were replaced: possibly corrupted on the way
 
 
+def header(headers, name: str) -> str | None:
+    """The first value of header ``name`` (any case) among (name, value) pairs."""
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
+
+
 def media_type(content_type: str | None) -> str:
     """``text/html; charset=utf-8`` → ``text/html``"""
     return (content_type or "").split(";")[0].strip().lower()

@@ -28,7 +28,7 @@ from protego import Protego
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from .config import Config, Politeness
-from .decode import Decoded, decode_html, is_html, media_type
+from .decode import Decoded, decode_html, header, is_html, media_type
 from .errors import CrawlRefused, FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -50,8 +50,7 @@ class Fetched:
     raw: bytes | None = None  # the body as transferred, before Content-Encoding is undone
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
+        return header(self.headers, name)
 
     @property
     def content_type(self) -> str:

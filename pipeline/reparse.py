@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .archive import Archive, RunCounts, RunOutcome
-from .captures import CapturedResponse, ReadStats, read_responses
+from .captures import ReadStats, read_responses
 from .config import Config
-from .decode import is_html
+from .decode import header, is_html
 from .errors import ArchiveError
 from .extract import RawLesson
 from .frontier import UrlScope
@@ -45,7 +45,7 @@ def lessons_from_captures(
         read += 1
         host = urlsplit(captured.url).netloc
         scope = scopes.get(host) or scopes.setdefault(host, UrlScope(config, captured.url))
-        content_type = _header(captured, "content-type")
+        content_type = header(captured.headers, "content-type")
         if captured.status != 200 or scope.kind(captured.url) != "lesson":
             continue
         if not is_html(content_type):
@@ -60,10 +60,6 @@ def lessons_from_captures(
         if not page.replaced:
             clean.add(lesson.url)
     return lessons, read
-
-
-def _header(captured: CapturedResponse, name: str) -> str | None:
-    return next((v for k, v in captured.headers if k.lower() == name), None)
 
 
 def reparse(config: Config, db_path: Path | str) -> ReparseReport:
