@@ -207,10 +207,7 @@ class Frontier:
         # listing are fetched in parallel, and each page fetched queues the one LOOKAHEAD on.
         if page.page and page.page_count:
             if kind == "lesson":
-                last = min(1 + LOOKAHEAD, page.page_count)
-                links += [
-                    Link(self.scope.listing_page(base, n), "listing") for n in range(2, last + 1)
-                ]
+                links += self._walk_from(base, 2, page.page_count)
             else:
                 links += self._walk_on(base, page.page, page.page_count)
         links += [Link(url, "listing") for url in (*page.page_urls, page.next_url) if url]
@@ -255,8 +252,7 @@ class Frontier:
         """The first LOOKAHEAD pages after page 1 of each listing to walk."""
         links = []
         for url in lesson_urls:
-            last = min(1 + LOOKAHEAD, self.inference.walks[url].lesson.page_count)
-            links += [Link(self.scope.listing_page(url, n), "listing") for n in range(2, last + 1)]
+            links += self._walk_from(url, 2, self.inference.walks[url].lesson.page_count)
         return links
 
     def after_not_modified(self, url: str, kind: str) -> list[Link]:
@@ -279,12 +275,16 @@ class Frontier:
         links = []
         for listing in deferred:
             self.walked[self.scope.listing_page(listing.url, 1)] = listing.last
-            last = min(listing.first + LOOKAHEAD - 1, listing.last)
-            links += [
-                Link(self.scope.listing_page(listing.url, n), "listing")
-                for n in range(listing.first, last + 1)
-            ]
+            links += self._walk_from(listing.url, listing.first, listing.last)
         return links
+
+    def _walk_from(self, url: str, first: int, last: int) -> list[Link]:
+        """A walk of ``url``'s listing from page ``first`` to ``last`` begins: its next
+        LOOKAHEAD pages at once (each page read then queues the one LOOKAHEAD on)."""
+        return [
+            Link(self.scope.listing_page(url, n), "listing")
+            for n in range(first, min(first + LOOKAHEAD - 1, last) + 1)
+        ]
 
     def _walk_on(self, url: str, page: int, last: int) -> list[Link]:
         """Page ``page`` of a listing walked to its end was read: the page LOOKAHEAD on."""
