@@ -59,6 +59,16 @@ def walk(inference: ListingInference, post: str, posts=POSTS) -> list[str]:
     return asked
 
 
+def walked_for(posts) -> ListingInference:
+    """Inference after ``posts``' pages were seen and the listings it chose were walked."""
+    inference = ListingInference()
+    for post in posts:
+        see_lesson(inference, post)
+    for post in inference.drained():
+        walk(inference, post)
+    return inference
+
+
 def test_a_walk_of_each_category_proves_every_other_listing():
     inference = ListingInference()
     for post in POSTS:
@@ -76,21 +86,13 @@ def test_a_walk_of_each_category_proves_every_other_listing():
 
 
 def test_what_is_proven_is_the_listing_the_site_shows():
-    inference = ListingInference()
-    for post in POSTS:
-        see_lesson(inference, post)
-    for post in inference.drained():
-        walk(inference, post)
+    inference = walked_for(POSTS)
     for post, lesson in inference.inferred.items():
         assert inference._members(lesson) == set(listing_of(post)), post
 
 
 def test_a_lesson_whose_categories_are_known_is_proven_as_soon_as_its_page_arrives():
-    inference = ListingInference()
-    see_lesson(inference, "p6")
-    see_lesson(inference, "p7")
-    for post in inference.drained():
-        walk(inference, post)
+    inference = walked_for(["p6", "p7"])
     assert see_lesson(inference, "p3") == []
     assert "p3" in inference.inferred
 
@@ -106,11 +108,7 @@ def test_a_lesson_waits_while_a_walk_that_will_know_its_categories_is_read():
 
 
 def test_a_page_one_that_contradicts_the_prediction_is_walked_with_what_it_proved():
-    inference = ListingInference()
-    see_lesson(inference, "p6")
-    see_lesson(inference, "p7")
-    for post in inference.drained():
-        walk(inference, post)
+    inference = walked_for(["p6", "p7"])
     assert see_lesson(inference, "p1") == []  # proven: every {x} post is known
     # p4's page 1 is not what its categories predict: a post nobody else lists comes first.
     first = page("p4", 1)
