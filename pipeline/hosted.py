@@ -29,14 +29,13 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .archive import latest_saved_run_of
+from .archive import latest_saved_run_of, verify_archive
 from .cli import Group, archive_option
 from .errors import ArchiveError, ConfigError, MicropauseError
 from .publish import (
     ARCHIVE_NAME,
     SETTINGS,
     TEMPLATES_DIR,
-    check_archive,
     describe_columns,
     load_metadata,
 )
@@ -80,7 +79,7 @@ def stage(db_path: Path | str, wheel: Path | str, out: Path | str) -> Bundle:
     """Fill ``out`` with the archive's copy, metadata.json, templates/ and plugins/ (the hooks
     and the wheel). What a previous staging left there is replaced."""
     db_path, wheel, out = Path(db_path), Path(wheel), Path(out)
-    check_archive(db_path)
+    verify_archive(db_path)
     if not wheel.is_file() or wheel.suffix != ".whl":
         raise ConfigError(f"no wheel at {wheel}: build it with `make dist`, or pass --wheel")
     copy = out / DATABASE

@@ -116,7 +116,8 @@ def build_datasette(
 ) -> Datasette:
     """A Datasette instance publishing the archive read-only under the name "micropause"."""
     db_path = Path(db_path)
-    check_archive(db_path)
+    # One clear error rather than Datasette's traceback when there is nothing to serve.
+    verify_archive(db_path)
     metadata = load_metadata(metadata_path)
     describe_columns(metadata, db_path)
     register_plugin()
@@ -155,11 +156,6 @@ def public_warning(host: str) -> str | None:
         f"warning: listening on {host}: the archive is public to anyone who can reach this "
         "address (use --host 127.0.0.1 to keep it on this machine)"
     )
-
-
-def check_archive(db_path: Path) -> None:
-    """One clear error rather than Datasette's traceback when there is nothing to serve."""
-    verify_archive(db_path)
 
 
 def serve(
