@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from rich.text import Text
 from . import __version__
 from .archive import DEFAULT_DB, Archive, archive_lock
 from .config import MAX_CONCURRENCY, load_config
-from .errors import ConfigError, HealthCheckFailed, MicropauseError
+from .errors import ConfigError, DeadlinePassed, HealthCheckFailed, Interrupted, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
 from .run import RunReport, crawl_into_archive
 
@@ -47,13 +49,43 @@ class Command(click.Command):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _signals_interrupt():
+                return super().invoke(ctx)
         except MicropauseError as exc:
             err.print(Text.assemble(("error:", "red"), " ", as_text(str(exc))))
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            err.print("interrupted: the run is recorded as interrupted; nothing else changed")
-            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            by = f" by {exc.name}" if isinstance(exc, Interrupted) else ""
+            err.print(f"interrupted{by}: the run is recorded as interrupted; nothing else changed")
+            ctx.exit(128 + exc.signum if isinstance(exc, Interrupted) else EXIT_INTERRUPTED)
+
+
+class _signals_interrupt:
+    """SIGTERM (systemd's stop, `kill`) and SIGHUP (a closed terminal) end a command as
+    Ctrl-C does, so a stopped run is recorded as interrupted rather than left 'running', and
+    the lock is let go. Only the first signal is raised: a second one while the run is being
+    recorded must not cut that short."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self):
+        self.raised = False
+        self.previous = {}
+        for signum in self.SIGNALS:
+            # Only the main thread may set handlers (a test may invoke from another).
+            with contextlib.suppress(ValueError):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        if self.raised:
+            return
+        self.raised = True
+        raise Interrupted(signum, signal.Signals(signum).name)
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 class Group(click.Group):
@@ -83,9 +115,11 @@ class Group(click.Group):
 def main():
     """Archive the Micro Pause lessons of movementality.se into SQLite and publish them.
 
-    Exit codes: 0 ok; 1 usage or config error; 2 the run failed (site unreachable) and the
-    archive is unchanged; 3 the run failed a health check; 4 the snapshot could not be
-    written; 75 another process holds the archive's lock; 130 interrupted.
+    Exit codes: 0 ok; 1 usage or config error; 2 the run failed (site unreachable, a start
+    URL that gives no lessons) and the archive is unchanged; 3 the run failed a health check;
+    4 the snapshot could not be written; 5 the run stopped at its deadline before it had read
+    every page; 75 another process holds the archive's lock; 130 interrupted (Ctrl-C), 143
+    SIGTERM, 129 SIGHUP.
     """
 
 
@@ -189,6 +223,8 @@ def crawl(config_path, db_path, start_urls, delay, concurrency, max_pages):
         print_summary(exc.report, db_path)
         raise
     print_summary(report, db_path)
+    if report.result.deadline_passed:
+        raise DeadlinePassed(report)
 
 
 def _progress() -> Progress:
@@ -213,7 +249,9 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         out,
         f"run {report.run_id} {state} in {result.elapsed:.1f}s → {db_path}\n"
         f"  lessons: {counts.lessons_found} found, {counts.new} new, {counts.changed} changed, "
-        f"{counts.removed} removed · programs: {counts.programs}\n"
+        f"{counts.removed} removed"
+        + (f", {counts.moved} moved" if counts.moved else "")
+        + f" · programs: {counts.programs}\n"
         f"  pages: {result.fetched} fetched, "
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
         f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB\n"
@@ -224,8 +262,19 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         say(out, f"  failed: {page.url}: {page.error}")
     if len(failed) > 10:
         say(out, f"  … and {len(failed) - 10} more failed pages (see the pages table)")
+    for problem in result.start_problems:
+        say(out, f"  {problem}")
     if result.anomalies:
-        say(out, f"  {result.anomalies} numbers out of range were read as absent (pages.warning)")
+        say(
+            out,
+            f"  {result.anomalies} anomalies (numbers out of range read as absent, canonical "
+            "links naming another URL): see pages.warning",
+        )
+    for reason, urls in report.not_read.items():
+        say(
+            out,
+            f"  not read, kept as last archived: {len(urls)} {reason}, e.g. {urls[0]}",
+        )
     if result.budget_exhausted:
         say(out, "  stopped at --max-pages: nothing was marked removed")
     if result.deadline_passed:
@@ -276,7 +325,10 @@ def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, 
     Only a healthy run exports (to OUT/<date>-run<id>/, re-pointing OUT/latest). Logs go to stderr,
     one line per event. Exit codes: 0 ok; 1 config or usage error; 2 the run failed and the
     archive is unchanged; 3 unhealthy: lessons saved, nothing marked removed, no snapshot;
-    4 the snapshot could not be written; 75 another process holds the archive's lock.
+    4 the snapshot could not be written; 5 stopped at its deadline (politeness.max_run_seconds):
+    what it read is saved and exported, the snapshot says its run was incomplete; 75 another
+    process holds the archive's lock; 143 SIGTERM, 129 SIGHUP, 130 Ctrl-C: recorded as
+    interrupted.
     """
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose: choose one")
@@ -300,6 +352,8 @@ def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, 
             programs=snapshot.counts["programs"],
         ),
     )
+    if report.result.deadline_passed:
+        raise DeadlinePassed(report)
 
 
 @main.command()
@@ -380,6 +434,7 @@ def log_run(report: RunReport) -> None:
             new=counts.new,
             changed=counts.changed,
             removed=counts.removed,
+            moved=counts.moved,
             programs=counts.programs,
             pages_fetched=result.fetched,
             not_modified=result.stats.not_modified,

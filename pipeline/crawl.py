@@ -9,12 +9,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .archive import KnownPage, PageRecord
 from .config import Config
-from .errors import ArchiveWriteError, FetchError, SiteUnreachable
+from .errors import ArchiveWriteError, CrawlRefused, FetchError, SiteUnreachable
 from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
@@ -45,6 +46,14 @@ class CrawlResult:
     # How the lessons' listings were settled: walked to their end, or proven from page 1.
     listings: ListingCounts = field(default_factory=ListingCounts)
     listings_settled: bool = True
+    # What was wrong with a start URL (it answered 404, is not a lesson page, ...): a wrong
+    # start URL must be named, never pass as a run that found little.
+    start_problems: list[str] = field(default_factory=list)
+    # Lessons the site's listings say it has at least ("Page 1 of 17", 3 a page).
+    promised: ListingPromise = field(default_factory=lambda: ListingPromise())
+    # Hosts the crawled pages link their lessons to instead of their own, with counts.
+    foreign_links: dict[str, int] = field(default_factory=dict)
+    own_links: int = 0
 
     @property
     def fetched(self) -> int:
@@ -70,6 +79,55 @@ class CrawlResult:
     def lesson_urls(self) -> set[str]:
         return set(self.lessons) | self.not_modified
 
+    def not_read(self, urls: Iterable[str]) -> dict[str, list[str]]:
+        """Why each of ``urls`` (lessons the archive holds, on any host: a lesson is its path)
+        was not read by this run, by reason; a lesson read, unchanged or gone is not in it."""
+        answered = {_path(url) for url in self.lesson_urls | self.gone}
+        pages = {_path(url): page for url, page in self.pages.items()}
+        disallowed = {_path(url) for url in self.disallowed}
+        reasons: dict[str, list[str]] = {}
+        for url in sorted(urls):
+            if (path := _path(url)) in answered:
+                continue
+            page = pages.get(path)
+            if path in disallowed:
+                reason = "disallowed by robots.txt"
+            elif page is not None and page.error is not None:
+                reason = "failed"
+            elif page is not None and page.status is None:
+                reason = "not fetched before the run stopped"
+            elif page is not None:
+                reason = f"answered HTTP {page.status} without a lesson"
+            else:
+                reason = "not linked from any page read"
+            reasons.setdefault(reason, []).append(url)
+        return reasons
+
+
+@dataclass
+class ListingPromise:
+    """The fewest lessons a site can have whose lesson's listing says "Page 1 of M": M - 1
+    full pages and at least one more lesson, besides the lesson itself. A full page holds the
+    fewest lessons a page 2 .. M-1 was seen to list, or one if none was read: page 1 may hold
+    sticky posts besides its regular items, and a page can list links that are not followed."""
+
+    pages: int = 0  # the most pages one lesson's listing has
+    full_page: int | None = None  # fewest lessons listed on a page 2 .. M-1
+
+    def saw(self, page: int | None, pages: int | None, listed: int) -> None:
+        if not page or not pages or page >= pages or listed < 1:
+            return
+        if page == 1:
+            self.pages = max(self.pages, pages)
+        else:
+            self.full_page = min(self.full_page or listed, listed)
+
+    @property
+    def lessons(self) -> int:
+        if not self.pages:
+            return 0
+        return (self.pages - 1) * (self.full_page or 1) + 1 + 1
+
 
 Progress = Callable[[int, int, int], None]  # pages done, pages known, pages failed
 
@@ -92,7 +150,13 @@ class Crawl:
         self.max_pages = max_pages
         self.progress = progress
         self.scope = UrlScope(config, config.site.start_urls[0])
-        self.frontier = Frontier(self.scope, known or {})
+        # A lesson is its path on the site: what was learned of it on another host (before
+        # the site moved, or from another copy) holds here. This host's own entries win.
+        rebased = sorted((known or {}).items(), key=lambda item: self.scope.on_host(item[0]))
+        self.frontier = Frontier(
+            self.scope, {self.scope.on_origin(url): page for url, page in rebased}
+        )
+        self._starts = set(config.site.start_urls)
         self._queue: asyncio.Queue[Link] = asyncio.Queue()
         self._seen: set[str] = set()
         self._done = 0
@@ -116,13 +180,28 @@ class Crawl:
         self.result.elapsed = time.monotonic() - began
         self.result.listings = self.frontier.listings
         self.result.listings_settled = self.frontier.settled
+        problems = "; ".join(self.result.start_problems)[:600]
         if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
             reasons = {p.error for p in self.result.failed}
             raise SiteUnreachable(
                 f"nothing could be fetched from {self.config.host}: "
-                + ("; ".join(sorted(r for r in reasons if r))[:300] or "no pages")
+                + (problems or "; ".join(sorted(r for r in reasons if r))[:300] or "no pages")
             )
+        if self.result.foreign_links and not self.result.own_links:
+            raise CrawlRefused(self._foreign_hosts())
+        # Other pages without a title too: the theme changed, which the health checks name.
+        theme_changed = bool(self.result.untitled - self._starts)
+        if problems and not self.result.lesson_urls and not theme_changed:
+            raise SiteUnreachable(f"no lessons found: {problems}")
         return self.result
+
+    def _foreign_hosts(self) -> str:
+        hosts = sorted(self.result.foreign_links, key=lambda h: -self.result.foreign_links[h])
+        return (
+            f"the pages of {self.scope.host} link their lessons to {', '.join(hosts)}, never "
+            f"to {self.scope.host}: start from a URL on {hosts[0]} (the host the pages name), "
+            "or serve the copy under that name; nothing was archived"
+        )
 
     async def _crawl(self) -> None:
         try:
@@ -188,6 +267,7 @@ class Crawl:
             )
         except FetchError as exc:
             record.error = exc.reason
+            self._start_problem(url, f"failed: {exc.reason}")
             return
         record.status = response.status
         record.fetched_at = response.fetched_at
@@ -206,6 +286,7 @@ class Crawl:
         if response.status in (404, 410) and kind in ("lesson", "sitemap"):
             if kind == "lesson":
                 self.result.gone.add(url)
+                self._start_problem(url, f"answered {response.status}")
             return
         if response.status != 200:
             record.error = f"HTTP {response.status}"
@@ -226,12 +307,36 @@ class Crawl:
         record.listed = len(read.page.listed)
         record.warning = "; ".join(read.warnings)[:1000] or None
         self.result.anomalies += len(read.page.anomalies)
+        self._count_links(read.page.listed)
+        self.result.promised.saw(read.page.page, read.page.page_count, len(read.page.listed))
         if kind == "lesson":
             if read.lesson is not None:
                 self.result.lessons[read.lesson.url] = read.lesson
             elif not (read.page.lesson and read.page.lesson.title):
                 self.result.untitled.add(self.scope.canonical(response.url) or response.url)
+                self._start_problem(url, "is not a lesson page (no title)")
+            if read.claim is not None:
+                # The page stays under its own URL; the other lesson it names is a link.
+                self.result.anomalies += 1
+                record.warning = "; ".join(filter(None, (record.warning, read.claim.anomaly)))
+                if read.claim.lesson is not None:
+                    await self._enqueue([Link(read.claim.lesson, "lesson")])
         await self._enqueue(self.frontier.after_page(read.page, kind, self.result.disallowed))
+
+    def _count_links(self, listed: Iterable[str]) -> None:
+        """Tell listed lessons on the crawled host from lesson paths on another host: pages
+        that name only another host (a copy served as localhost whose pages say 127.0.0.1)
+        would leave the run with its start page alone."""
+        foreign = self.result.foreign_links
+        for link in listed:
+            if self.scope.canonical(link) is not None:
+                self.result.own_links += 1
+            elif (host := _host(link)) not in ("", self.scope.host) and self.scope.kind(link):
+                foreign[host] = foreign.get(host, 0) + 1
+
+    def _start_problem(self, url: str, problem: str) -> None:
+        if url in self._starts:
+            self.result.start_problems.append(f"start URL {url} {problem}")
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
@@ -248,13 +353,32 @@ class Crawl:
         for proposed in links:
             link = self.scope.link(proposed.url, proposed.kind)
             if link is None or link.url in self._seen:
+                if link is None and proposed.url in self._starts:
+                    self.result.start_problems.append(
+                        f"start URL {proposed.url} is not a lesson page of the site "
+                        "(scope.lesson_path, scope.path_prefixes)"
+                    )
                 continue
+            if proposed.url in self._starts and link.url != proposed.url:
+                self._starts.add(link.url)
             self._seen.add(link.url)
             if not await self.fetcher.allowed(link.url):
                 self.result.disallowed.add(link.url)
+                self._start_problem(link.url, "is disallowed by robots.txt")
                 continue
             self.result.pages[link.url] = PageRecord(url=link.url, kind=link.kind)
             self._queue.put_nowait(link)
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return ""
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

@@ -67,6 +67,31 @@ class HealthCheckFailed(MicropauseError):
         self.report = report
 
 
+class DeadlinePassed(MicropauseError):
+    """The run was stopped by its deadline (politeness.max_run_seconds) before it had read
+    every page: what it read is saved (and exported by `run`), nothing was marked removed, and
+    the archive may be behind the site. A monitor must be able to tell this from success."""
+
+    exit_code = 5
+
+    def __init__(self, report):
+        super().__init__(
+            f"run {report.run_id} stopped at its deadline (politeness.max_run_seconds) before "
+            "it had read every page: what it read is saved, nothing was marked removed"
+        )
+        self.report = report
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is (a KeyboardInterrupt): the run is recorded as
+    interrupted and the lock released. The exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+
+
 class LockHeld(MicropauseError):
     """Another process is crawling into (or exporting) the same archive. Nothing was done;
     try again later. 75 is EX_TEMPFAIL from sysexits.h: a temporary condition."""

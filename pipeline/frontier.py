@@ -112,6 +112,30 @@ class UrlScope:
         except ValueError:
             return False
 
+    @property
+    def host(self) -> str:
+        """The host (and port) being crawled."""
+        return self._origin[1]
+
+    def same_site(self, url: str) -> bool:
+        """``url`` names the crawled host or the configured site's, up to its scheme and a
+        leading ``www.``: what a site move or a canonical link's trivial variant changes."""
+        try:
+            host = urlsplit(url).netloc.removeprefix("www.")
+        except ValueError:
+            return False
+        return host in (self._origin[1].removeprefix("www."), self._site_host.removeprefix("www."))
+
+    def on_origin(self, url: str) -> str:
+        """``url``'s path on the host being crawled: a lesson is its path on the site, so what
+        was learned about it on another host (before a move, or from the real site while a
+        copy is crawled) is what is known about it here."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return url
+        return urlunsplit((*self._origin, parts.path, parts.query, parts.fragment))
+
     def rebase(self, url: str) -> str:
         """Links to the configured site's own host point at the host being crawled, so a local
         copy or mirror whose pages still say https://movementality.se/ is crawled in place."""
@@ -125,12 +149,44 @@ class UrlScope:
 
 
 def lesson_of(page: ListingPage, scope: UrlScope) -> RawLesson | None:
-    """A lesson page's own lesson under its canonical URL (the page's rel=canonical, else the
-    URL it was fetched from), or None when the page shows no titled lesson in scope."""
+    """A lesson page's own lesson under the URL it was fetched from (canonicalised), or None
+    when the page shows no titled lesson in scope. Its rel=canonical is a claim, not its
+    identity: an editor can point it at another lesson, and storing the page there would
+    overwrite that lesson (see ``canonical_claim``)."""
     if page.lesson is None or not page.lesson.title:
         return None
-    canonical = scope.canonical(page.lesson.url) or scope.canonical(page.url)
-    return replace(page.lesson, url=canonical) if canonical is not None else None
+    url = scope.canonical(page.url)
+    return replace(page.lesson, url=url) if url is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalClaim:
+    """A page's rel=canonical naming a URL other than the page's own: an anomaly to report.
+    ``lesson`` is the other lesson it names, if it names one, to be queued like any link."""
+
+    anomaly: str
+    lesson: str | None = None
+
+
+def canonical_claim(page: ListingPage, scope: UrlScope) -> CanonicalClaim | None:
+    """What the page's canonical link claims, when it is more than a trivial variant of the
+    URL the page was fetched from (another scheme or query on the same path folds away)."""
+    if page.lesson is None or page.lesson.url == page.url:
+        return None  # no canonical link: nothing claimed
+    own = scope.canonical(page.url)
+    claimed = (
+        scope.canonical(scope.on_origin(page.lesson.url))
+        if scope.same_site(page.lesson.url)
+        else None
+    )
+    if claimed == own:
+        return None
+    shown = page.lesson.url[:200]
+    if claimed is None:
+        return CanonicalClaim(f"canonical names a URL outside the site's lessons: {shown}")
+    if scope.kind(claimed) == "listing":
+        return CanonicalClaim(f"canonical names a listing page: {shown}")
+    return CanonicalClaim(f"canonical names another lesson: {shown}", lesson=claimed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ wrong; pure, so it is tested on plain dataclasses.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .config import Health
 from .crawl import CrawlResult
@@ -19,7 +21,15 @@ UNTITLED_LESSON = "untitled_lesson"
 EMPTY_DESCRIPTIONS = "empty_descriptions"
 LESSON_DROP = "lesson_drop"
 FAILED_PAGES = "failed_pages"
-CHECKS = (LISTING_EMPTY, UNTITLED_LESSON, EMPTY_DESCRIPTIONS, LESSON_DROP, FAILED_PAGES)
+FEWER_THAN_LISTED = "fewer_than_listed"
+CHECKS = (
+    LISTING_EMPTY,
+    UNTITLED_LESSON,
+    EMPTY_DESCRIPTIONS,
+    LESSON_DROP,
+    FAILED_PAGES,
+    FEWER_THAN_LISTED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +42,13 @@ class HealthFailure:
 
 
 def check_health(
-    result: CrawlResult, thresholds: Health, *, baseline: int | None
+    result: CrawlResult, thresholds: Health, *, baseline: Collection[str] | None
 ) -> list[HealthFailure]:
     """The checks this run fails, in CHECKS order; empty when healthy.
 
-    ``baseline`` is the number of lessons the last complete, healthy run found (None before
-    the first one). A run stopped by its page budget (or its deadline) is partial by choice, so
-    it is not held to the baseline.
+    ``baseline`` is the lessons, by path, of the last complete, healthy run (None before the
+    first one). A run stopped by its page budget (or its deadline) is partial by choice, so
+    it is not held to the baseline, nor to what its listings promise.
     """
     failures = []
     # Every lesson page of the site is also page 1 of a "You may also like" listing of other
@@ -78,16 +88,22 @@ def check_health(
                 f"{empty[0]} (check selectors.description)",
             )
         )
-    found = len(result.lesson_urls)
-    if baseline and not (result.budget_exhausted or result.deadline_passed):
-        drop = (baseline - found) / baseline
+    found = {urlsplit(url).path for url in result.lesson_urls}
+    partial = result.budget_exhausted or result.deadline_passed
+    if baseline and not partial:
+        # Identities, not counts: a run whose lessons are all others (every lesson gone, as
+        # many new ones) has lost them all, however many it found.
+        missing = sorted(set(baseline) - found)
+        drop = len(missing) / len(baseline)
         if drop > thresholds.max_lesson_drop:
+            new = len(found - set(baseline))
             failures.append(
                 HealthFailure(
                     LESSON_DROP,
-                    f"{found} lessons found, {baseline} in the last healthy run: a drop of "
-                    f"{drop:.0%}, more than health.max_lesson_drop = "
-                    f"{thresholds.max_lesson_drop:.0%}",
+                    f"{len(missing)} of the {len(baseline)} lessons of the last healthy run "
+                    f"not found ({drop:.0%}, more than health.max_lesson_drop = "
+                    f"{thresholds.max_lesson_drop:.0%}), e.g. {missing[0]}; {len(found)} found"
+                    + (f", {new} of them new: the site may have moved" if new else ""),
                 )
             )
     attempted = [p for p in result.pages.values() if p.status is not None or p.error]
@@ -99,6 +115,19 @@ def check_health(
                 f"{len(failed)} of {len(attempted)} pages failed "
                 f"({len(failed) / len(attempted):.0%}, more than health.max_failed_pages = "
                 f"{thresholds.max_failed_pages:.0%}), e.g. {failed[0].url}: {failed[0].error}",
+            )
+        )
+    # "Page 1 of 17" on a lesson's listing, 3 a page, means the site has some 50 lessons: a
+    # first run that found far fewer (a start URL whose links lead elsewhere) missed them.
+    # Later runs are held to the last healthy run's lessons instead.
+    promised = result.promised.lessons
+    accounted = len(found) + len({urlsplit(url).path for url in result.disallowed})
+    if promised and accounted < promised and not partial and baseline is None:
+        failures.append(
+            HealthFailure(
+                FEWER_THAN_LISTED,
+                f"{len(found)} lessons found, but a listing of {result.promised.pages} pages "
+                f"means at least {promised}: the crawl could not follow the site's own links",
             )
         )
     return failures

@@ -1,5 +1,5 @@
 """One HTML response read, whether it was just fetched or comes back from the captures: decoded
-as a browser would, extracted, and its lesson named by its canonical URL. The crawl and
+as a browser would, extracted, and its lesson named by the URL it was fetched from. The crawl and
 `reparse` both read pages through here, so they cannot disagree about what a page says."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from .config import Selectors
 from .decode import decode_html
 from .extract import ListingPage, RawLesson, extract
-from .frontier import UrlScope, lesson_of
+from .frontier import CanonicalClaim, UrlScope, canonical_claim, lesson_of
 
 
 @dataclass(frozen=True, slots=True)
 class PageRead:
     page: ListingPage
-    lesson: RawLesson | None  # the page's own titled lesson, under its canonical URL
+    lesson: RawLesson | None  # the page's own titled lesson, under the URL it was read from
+    claim: CanonicalClaim | None  # its canonical link naming another URL: an anomaly
     replaced: bool  # invalid bytes were replaced while decoding
     warnings: tuple[str, ...]  # a charset fallback, numbers out of range
 
@@ -28,6 +29,7 @@ def read_page(
     return PageRead(
         page=page,
         lesson=lesson_of(page, scope),
+        claim=canonical_claim(page, scope),
         replaced=decoded.replaced,
         warnings=tuple(w for w in (decoded.fallback, *page.anomalies) if w),
     )

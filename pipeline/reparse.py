@@ -54,11 +54,16 @@ def lessons_from_captures(
         lesson = page.lesson
         # Captures keep every response, including a corrupted one the crawl then retried: a
         # body with replaced bytes is used only while no clean capture of the page exists.
-        if lesson is None or (page.replaced and lesson.url in clean):
+        if lesson is None:
             continue
-        lessons[lesson.url] = lesson
+        # A lesson is its path: captures of one lesson read on two hosts (the site moved) are
+        # one lesson, the newest capture winning.
+        path = urlsplit(lesson.url).path
+        if page.replaced and path in clean:
+            continue
+        lessons[path] = lesson
         if not page.replaced:
-            clean.add(lesson.url)
+            clean.add(path)
     return lessons, read
 
 

@@ -8,7 +8,7 @@ and the lessons, programs and pages are left as they were.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import Archive, RunCounts, RunOutcome, run_status
@@ -28,6 +28,8 @@ class RunReport:
     counts: RunCounts
     captures: Path
     health: tuple[HealthFailure, ...] = ()  # the checks it failed; empty when healthy
+    # Lessons the archive holds that the run did not read, by reason: kept as last archived.
+    not_read: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -54,6 +56,7 @@ def crawl_into_archive(
                 on_response=capture,
             )
         health = tuple(check_health(result, config.health, baseline=archive.healthy_baseline()))
+        not_read = result.not_read(archive.published_lessons())
         lessons = [normalise(raw) for raw in result.lessons.values()]
         for lesson in lessons:
             if lesson.anomaly is not None:
@@ -73,7 +76,7 @@ def crawl_into_archive(
                 lessons_found=len(result.lesson_urls),
                 unchanged=result.not_modified,
                 # Only a complete run that passed every check may conclude a lesson is gone.
-                seen=result.lesson_urls if result.complete and not health else None,
+                gone=result.gone if result.complete and not health else (),
                 pages=list(result.pages.values()),
                 captures=capture.latest,
                 figures={
@@ -90,13 +93,31 @@ def crawl_into_archive(
                     "listings_contradicted": result.listings.contradicted,
                     "health": json.dumps([str(failure) for failure in health]),
                     "captures": capture.name,
+                    "not_read": json.dumps(not_read) if not_read else None,
+                    "error": incomplete_reason(result, config),
                 },
             ),
         )
-    report = RunReport(run_id, result, counts, capture.path, health)
+    report = RunReport(run_id, result, counts, capture.path, health, not_read)
     if health:
         raise HealthCheckFailed(report)
     return report
+
+
+def incomplete_reason(result: CrawlResult, config: Config) -> str | None:
+    """Why a run that saved lessons is incomplete, in one line (None when complete)."""
+    if result.deadline_passed:
+        return (
+            f"stopped at its deadline (politeness.max_run_seconds = "
+            f"{config.politeness.max_run_seconds:g} s) before every page was read"
+        )
+    if result.budget_exhausted:
+        return "stopped at its page budget (--max-pages) before every page was read"
+    if result.failed:
+        return f"{len(result.failed)} pages failed"
+    if not result.listings_settled:
+        return "some listings were neither walked nor proven"
+    return None
 
 
 class _captures:

@@ -21,13 +21,14 @@ def lesson(slug: str, title: str, description: str = "Text.", published="2025-01
     return normalise(RawLesson(f"{SITE}/{slug}/", title, description, "josefine", published))
 
 
-def crawl_outcome(lessons, *, complete=True, pages=(), captures=None) -> RunOutcome:
+def crawl_outcome(lessons, *, complete=True, gone=(), pages=(), captures=None) -> RunOutcome:
+    """A run that read ``lessons`` and was told 404 for the lessons named by ``gone``."""
     urls = {item.url for item in lessons}
     return RunOutcome(
         status="ok" if complete else "incomplete",
         lessons=lessons,
         lessons_found=len(urls),
-        seen=urls if complete else None,
+        gone={f"{SITE}/{slug}/" for slug in gone} if complete else (),
         pages=pages,
         captures=captures or {},
         figures={"complete": int(complete), "requests": len(pages)},
@@ -66,7 +67,7 @@ def test_a_saved_run_counts_what_it_did_and_keeps_history(archive):
 
     # The next complete run: one lesson edited, one gone.
     second = [lesson("a-1", "Dive deeper, 1: breath", description="Edited.")]
-    run_id, counts = save(archive, crawl_outcome(second))
+    run_id, counts = save(archive, crawl_outcome(second, gone=["a-3"]))
     assert (counts.new, counts.changed, counts.removed) == (0, 1, 1)
     rows = lessons_table(archive)
     assert rows["a-1"]["description"] == "Edited."
@@ -80,14 +81,14 @@ def test_a_saved_run_counts_what_it_did_and_keeps_history(archive):
 
 def test_an_incomplete_run_marks_nothing_removed(archive):
     save(archive, crawl_outcome([lesson("a", "A"), lesson("b", "B")]))
-    _, counts = save(archive, crawl_outcome([lesson("a", "A")], complete=False))
+    _, counts = save(archive, crawl_outcome([lesson("a", "A")], complete=False, gone=["b"]))
     assert counts.removed == 0
     assert lessons_table(archive)["b"]["removed_at"] is None
 
 
 def test_a_reparse_rewrites_text_without_claiming_the_site_was_seen(archive):
     save(archive, crawl_outcome([lesson("a", "A"), lesson("b", "B")]))
-    save(archive, crawl_outcome([lesson("a", "A")]))
+    save(archive, crawl_outcome([lesson("a", "A")], gone=["b"]))
     before = lessons_table(archive)
     reparsed = RunOutcome(
         status="ok",
@@ -119,7 +120,7 @@ def test_a_crawl_is_told_every_page_to_ask_again_and_each_pages_capture(archive)
             captures={f"{SITE}/a/": capture},
         ),
     )
-    save(archive, crawl_outcome([lesson("a", "A")]))  # "gone" is removed
+    save(archive, crawl_outcome([lesson("a", "A")], gone=["gone"]))  # "gone" is removed
     assert archive.known_pages() == {
         f"{SITE}/a/": KnownPage("lesson", '"e1"', None),
         f"{SITE}/a/page/2/": KnownPage("listing", None, "Sun"),
@@ -132,8 +133,9 @@ def test_a_crawl_is_told_every_page_to_ask_again_and_each_pages_capture(archive)
 def test_the_health_baseline_is_the_last_healthy_complete_run(archive):
     assert archive.healthy_baseline() is None
     save(archive, crawl_outcome([lesson("a", "A"), lesson("b", "B")]))
-    save(archive, crawl_outcome([lesson("a", "A")], complete=False))
-    assert archive.healthy_baseline() == 2
+    save(archive, crawl_outcome([lesson("a", "A"), lesson("c", "C")], complete=False))
+    # The lessons of the healthy run, by path: not the later incomplete run's new one.
+    assert archive.healthy_baseline() == {"/video/a/", "/video/b/"}
 
 
 def test_status_and_snapshot_read_what_was_saved(archive, tmp_path):

@@ -41,17 +41,22 @@ def healthy_pages(n=20):
     return [lesson_page(f"lesson-{i}", listed=3) for i in range(n)]
 
 
+def paths(n):
+    """The identities of ``n`` lessons of healthy_pages: what a healthy run left."""
+    return {f"/video/lesson-{i}/" for i in range(n)}
+
+
 def names(failures):
     return [f.name for f in failures]
 
 
 def test_a_run_that_saw_what_it_expected_is_healthy():
-    assert check_health(result_of(healthy_pages()), THRESHOLDS, baseline=20) == []
+    assert check_health(result_of(healthy_pages()), THRESHOLDS, baseline=paths(20)) == []
 
 
 def test_a_listing_page_without_lessons_fails_and_is_named():
     pages = [*healthy_pages(), PageRecord(f"{SITE}/video/a/page/2/", "listing", 200, listed=0)]
-    (failure,) = check_health(result_of(pages), THRESHOLDS, baseline=20)
+    (failure,) = check_health(result_of(pages), THRESHOLDS, baseline=paths(20))
     assert failure.name == "listing_empty"
     assert f"{SITE}/video/a/page/2/" in failure.detail
     assert "selectors.listed_lesson" in failure.detail
@@ -59,13 +64,13 @@ def test_a_listing_page_without_lessons_fails_and_is_named():
 
 def test_pages_answered_not_modified_are_not_read_as_empty():
     pages = [*healthy_pages(), lesson_page("unchanged", status=304, listed=None)]
-    assert check_health(result_of(pages), THRESHOLDS, baseline=20) == []
+    assert check_health(result_of(pages), THRESHOLDS, baseline=paths(20)) == []
 
 
 def test_a_lesson_page_without_title_fails():
     untitled = f"{SITE}/video/lesson-3/"
     result = result_of(healthy_pages(), untitled={untitled})
-    (failure,) = check_health(result, THRESHOLDS, baseline=20)
+    (failure,) = check_health(result, THRESHOLDS, baseline=paths(20))
     assert failure.name == "untitled_lesson" and untitled in failure.detail
 
 
@@ -79,25 +84,28 @@ def test_a_lesson_page_without_title_fails():
     ],
 )
 def test_lessons_dropping_more_than_the_threshold_fails(found, baseline, fails):
-    failures = check_health(result_of(healthy_pages(found)), THRESHOLDS, baseline=baseline)
+    known = paths(baseline) if baseline is not None else None
+    failures = check_health(result_of(healthy_pages(found)), THRESHOLDS, baseline=known)
     assert names(failures) == (["lesson_drop"] if fails else [])
     if fails:
-        assert f"{found} lessons found, {baseline} in the last healthy run" in failures[0].detail
+        assert failures[0].detail.startswith(
+            f"{baseline - found} of the {baseline} lessons of the last healthy run not found"
+        )
 
 
 def test_a_run_cut_short_by_its_page_budget_is_not_held_to_the_baseline():
     result = result_of(healthy_pages(5), budget_exhausted=True)
-    assert check_health(result, THRESHOLDS, baseline=100) == []
+    assert check_health(result, THRESHOLDS, baseline=paths(100)) == []
 
 
 def test_too_many_failed_pages_fails():
     failed = PageRecord(f"{SITE}/video/x/", "lesson", error="HTTP 503")
     one_in_21 = result_of([*healthy_pages(20), failed])
-    assert check_health(one_in_21, THRESHOLDS, baseline=20) == []  # 4.8% <= 5%
+    assert check_health(one_in_21, THRESHOLDS, baseline=paths(20)) == []  # 4.8% <= 5%
     two_in_22 = result_of(
         [*healthy_pages(20), failed, PageRecord(f"{SITE}/video/y/", "lesson", error="reset")]
     )
-    (failure,) = check_health(two_in_22, THRESHOLDS, baseline=20)
+    (failure,) = check_health(two_in_22, THRESHOLDS, baseline=paths(20))
     assert failure.name == "failed_pages"
     assert failure.detail.startswith("2 of 22 pages failed")
 
@@ -107,10 +115,10 @@ def test_lesson_pages_without_descriptions_fail_when_most_are_empty():
     result = result_of(pages)
     for url in list(result.lessons)[:2]:
         result.lessons[url] = RawLesson(url, "Title", "", None, None)
-    assert check_health(result, THRESHOLDS, baseline=4) == []  # half may be empty, not more
+    assert check_health(result, THRESHOLDS, baseline=paths(4)) == []  # half may be empty, not more
     last = list(result.lessons)[2]
     result.lessons[last] = RawLesson(last, "Title", "", None, None)
-    (failure,) = check_health(result, THRESHOLDS, baseline=4)
+    (failure,) = check_health(result, THRESHOLDS, baseline=paths(4))
     assert failure.name == "empty_descriptions"
     assert failure.detail.startswith("3 of 4 lesson pages read had no description")
     assert "selectors.description" in failure.detail
@@ -120,7 +128,7 @@ def test_every_failed_check_is_reported_in_a_stable_order():
     pages = [PageRecord(f"{SITE}/video/x/", "lesson", error="reset"), lesson_page("a", listed=0)]
     result = result_of(pages, untitled={f"{SITE}/video/a/"}, lessons=[])
     result.lessons[f"{SITE}/video/b/"] = RawLesson(f"{SITE}/video/b/", "Title", "", None, None)
-    assert names(check_health(result, THRESHOLDS, baseline=50)) == [
+    assert names(check_health(result, THRESHOLDS, baseline=paths(50))) == [
         "listing_empty",
         "untitled_lesson",
         "empty_descriptions",

@@ -144,11 +144,13 @@ class Archive:
 
     def known_pages(self) -> dict[str, KnownPage]:
         """Every page the archive has fetched successfully, with its validators, and the
-        pages of removed lessons: a lesson re-published with its old date lands deep in
-        listings whose page 1 does not change, so it is only found by asking for its page."""
+        page of every lesson it holds. A removed lesson re-published with its old date lands
+        deep in listings whose page 1 does not change, so it is only found by asking for its
+        page; a lesson is only marked removed when its own page answers 404 or 410 in a
+        complete run, so a lesson that answered that in an incomplete one is asked again."""
         known = {
             url: KnownPage("lesson", None, None)
-            for (url,) in self.db.execute("SELECT url FROM lessons WHERE removed_at IS NOT NULL")
+            for (url,) in self.db.execute("SELECT url FROM lessons")
         }
         known.update(
             (url, KnownPage(kind, etag, last_modified))
@@ -158,9 +160,15 @@ class Archive:
         )
         return known
 
-    def healthy_baseline(self) -> int | None:
-        """Lessons found by the last complete, healthy run: what the next one is compared with."""
+    def healthy_baseline(self) -> set[str] | None:
+        """The lessons (by path) the archive held as published after its last complete,
+        healthy run: what the next run is compared with (None before there was one)."""
         return runs.healthy_baseline(self.db)
+
+    def published_lessons(self) -> set[str]:
+        """The URLs of every lesson the archive holds as published (not removed)."""
+        rows = self.db.execute("SELECT url FROM lessons WHERE removed_at IS NULL")
+        return {url for (url,) in rows}
 
     def earlier_captures(self) -> dict[str, CaptureRef]:
         """Each URL's newest stored body, for 304s to be captured as revisits of it."""
@@ -189,7 +197,7 @@ class Archive:
                 run_id=run_id,
                 now=finished,
                 unchanged=outcome.unchanged,
-                seen=set(outcome.seen) if outcome.seen is not None else None,
+                gone=outcome.gone,
                 observed=outcome.observed,
             )
             history.save_pages(db, run_id, outcome.pages, outcome.captures)
@@ -214,6 +222,7 @@ class Archive:
             removed=changes.removed,
             restored=changes.restored,
             programs=programs,
+            moved=changes.moved,
         )
 
     def _writing(self, write: Callable[..., T], *args) -> T:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
@@ -48,22 +49,23 @@ def save_lessons(
     run_id: int | None,
     now: str,
     unchanged: Iterable[str] = (),
-    seen: set[str] | None = None,
+    gone: Iterable[str] = (),
     observed: bool = True,
 ) -> LessonChanges:
-    """Upsert lessons and record a version for each new, changed, removed or restored one.
+    """Upsert lessons and record a version for each new, changed, moved, removed or restored
+    one.
 
-    ``unchanged`` are lesson URLs confirmed unchanged (a 304): only ``last_seen`` moves.
-    ``seen`` is given only for a complete, healthy run: every lesson it does not contain is
-    marked removed. ``observed=False`` (reparse) re-extracts without claiming the site was
-    seen: ``last_seen`` and ``removed_at`` keep their values. Call inside a transaction.
+    A lesson is its path on the site: a lesson read under another scheme, host or port than
+    its stored URL is the same lesson, and its ``url`` changes (a "moved" version when nothing
+    else did). ``unchanged`` are lesson URLs confirmed unchanged (a 304): only ``last_seen``
+    (and a moved URL) change. ``gone`` are lesson URLs the site answered 404 or 410 for, given
+    only for a complete, healthy run: those lessons are marked removed, and no other.
+    ``observed=False`` (reparse) re-extracts without claiming the site was seen: ``last_seen``
+    and ``removed_at`` keep their values. Call inside a transaction.
     """
     conn = db.conn
-    existing = {
-        row[0]: row[1:]
-        for row in conn.execute("SELECT url, id, content_hash, removed_at FROM lessons")
-    }
-    new = changed = restored = 0
+    stored = Stored(conn)
+    new = changed = restored = moved = 0
     program_ids: dict[str, int] = {}
     for lesson in lessons:
         if lesson.program_slug and lesson.program_slug not in program_ids:
@@ -82,42 +84,87 @@ def save_lessons(
             "removed_at": None,
             "content_hash": lesson.content_hash,
         }
-        before = existing.get(lesson.url)
+        before = stored.take(lesson.url)
         if before is None:
             lesson_id = conn.execute(_INSERT_LESSON, [*row.values(), now]).lastrowid
             _version(db, lesson_id, run_id, now, "created", {}, _content(row), version=1)
             new += 1
             continue
-        lesson_id, content_hash, removed_at = before
+        lesson_id, url, content_hash, removed_at = before
         if not observed:
             del row["last_seen"], row["removed_at"]
             removed_at = None
-        if content_hash != lesson.content_hash or removed_at is not None:
-            stored = conn.execute(
+        if content_hash != lesson.content_hash or removed_at is not None or url != lesson.url:
+            values = conn.execute(
                 f"SELECT {', '.join(LESSON_CONTENT)} FROM lessons WHERE id = ?", [lesson_id]
             ).fetchone()
-            old = dict(zip(LESSON_CONTENT, stored, strict=True))
-            changes = {k: v for k, v in _content(row).items() if old[k] != v}
+            old = {**dict(zip(LESSON_CONTENT, values, strict=True)), "url": url}
+            new_values = {**_content(row), "url": lesson.url}
+            changes = {k: v for k, v in new_values.items() if old[k] != v}
             event = "restored" if removed_at is not None else "changed"
+            event = "moved" if changes.keys() == {"url"} and removed_at is None else event
             event = event if observed else "reparsed"
             _version(db, lesson_id, run_id, now, event, {k: old[k] for k in changes}, changes)
-            changed += bool(changes)
+            changed += bool(changes.keys() - {"url"})
+            moved += "url" in changes
             restored += removed_at is not None
         conn.execute(
             f"UPDATE lessons SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
             [*row.values(), lesson_id],
         )
-    conn.executemany(
-        "UPDATE lessons SET last_seen = ? WHERE url = ?", [(now, url) for url in unchanged]
-    )
+    for url in unchanged:
+        if (before := stored.take(url)) is None:
+            continue
+        lesson_id, old_url, _hash, _removed = before
+        if old_url != url:
+            _version(db, lesson_id, run_id, now, "moved", {"url": old_url}, {"url": url})
+            moved += 1
+        conn.execute(
+            "UPDATE lessons SET last_seen = ?, url = ? WHERE id = ?", [now, url, lesson_id]
+        )
     removed = 0
-    if seen is not None:
-        for url, (lesson_id, _hash, removed_at) in existing.items():
-            if url not in seen and removed_at is None:
-                conn.execute("UPDATE lessons SET removed_at = ? WHERE id = ?", [now, lesson_id])
-                _version(db, lesson_id, run_id, now, "removed", {}, {})
-                removed += 1
-    return LessonChanges(new=new, changed=changed, removed=removed, restored=restored)
+    for url in gone:
+        before = stored.take(url)
+        if before is not None and before[3] is None:
+            conn.execute("UPDATE lessons SET removed_at = ? WHERE id = ?", [now, before[0]])
+            _version(db, before[0], run_id, now, "removed", {}, {})
+            removed += 1
+    return LessonChanges(new=new, changed=changed, removed=removed, restored=restored, moved=moved)
+
+
+def lesson_path(url: str) -> str:
+    """A lesson's identity: its URL's path, whatever scheme, host and port it was read from."""
+    return urlsplit(url).path
+
+
+class Stored:
+    """The archive's lessons by identity, each handed out once per run: two pages read in
+    one run never write one row. A lesson stored under this very URL is preferred to one
+    stored under the same path on another host (an archive may already hold both, from
+    before lessons were identified by path)."""
+
+    def __init__(self, conn):
+        self._by_url: dict[str, tuple] = {}
+        self._by_path: dict[str, list[str]] = {}
+        rows = conn.execute("SELECT id, url, content_hash, removed_at FROM lessons ORDER BY id")
+        for row in rows:
+            self._by_url[row[1]] = row
+            # Newest last: a path stored twice resolves to the lesson stored last.
+            self._by_path.setdefault(lesson_path(row[1]), []).append(row[1])
+        self._taken: set[str] = set()
+
+    def take(self, url: str) -> tuple | None:
+        """(id, stored url, content_hash, removed_at) of the lesson ``url`` names, or None."""
+        if url in self._by_url and url not in self._taken:
+            return self._claim(url)
+        for stored in reversed(self._by_path.get(lesson_path(url), [])):
+            if stored not in self._taken:
+                return self._claim(stored)
+        return None
+
+    def _claim(self, url: str) -> tuple:
+        self._taken.add(url)
+        return self._by_url[url]
 
 
 def _content(row: dict) -> dict:

@@ -41,8 +41,9 @@ class PageRecord:
 class RunOutcome:
     """Everything one run saves, crawl or reparse: written in one transaction.
 
-    ``seen`` is given only when the run may conclude that a lesson is gone (a complete,
-    healthy crawl): every stored lesson it does not contain is marked removed. A reparse is
+    ``gone`` is given only when the run may conclude that a lesson is gone (a complete,
+    healthy crawl): the lesson URLs the site answered 404 or 410 for, which are marked
+    removed; a lesson the run did not read is kept as last archived. A reparse is
     not ``observed``: it re-extracts without claiming the site was seen, so ``last_seen`` and
     ``removed_at`` keep their values."""
 
@@ -51,7 +52,7 @@ class RunOutcome:
     lessons_found: int
     observed: bool = True
     unchanged: Collection[str] = ()  # lesson URLs that answered 304: only last_seen moves
-    seen: Collection[str] | None = None
+    gone: Collection[str] = ()
     pages: Sequence[PageRecord] = ()
     captures: Mapping[str, CaptureRef] = field(default_factory=dict)
     # The run's own counters, as the `runs` columns of the same names (requests, bytes, …).
@@ -64,6 +65,7 @@ class LessonChanges:
     changed: int = 0
     removed: int = 0
     restored: int = 0
+    moved: int = 0  # read under another scheme, host or port than stored: its url changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class RunCounts:
     removed: int
     restored: int
     programs: int
+    moved: int = 0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from sqlite_utils import Database
 
@@ -97,13 +98,23 @@ def end_run(
         )
 
 
-def healthy_baseline(db: Database) -> int | None:
-    """Lessons found by the last complete, healthy run: what the next run is compared with."""
+def healthy_baseline(db: Database) -> set[str] | None:
+    """The lessons, by path, the archive held as published once its last complete, healthy
+    crawl had saved (those created up to that run and not removed since): what the next run
+    is compared with. Identities, not a count: a run that finds as many lessons, all of
+    them others, has lost every lesson."""
     row = db.execute(
-        "SELECT lessons_found FROM runs WHERE status = 'ok' AND lessons_found IS NOT NULL "
+        "SELECT id FROM runs WHERE status = 'ok' AND kind = 'crawl' AND lessons_found IS NOT NULL "
         "ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    urls = db.execute(
+        "SELECT url FROM lessons WHERE removed_at IS NULL AND id IN (SELECT lesson_id FROM "
+        "lesson_versions WHERE event = 'created' AND coalesce(run_id, 0) <= ?)",
+        [row[0]],
+    )
+    return {urlsplit(url).path for (url,) in urls}
 
 
 def latest_saved_run(db: Database | sqlite3.Connection) -> dict:

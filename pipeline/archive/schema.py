@@ -210,6 +210,13 @@ def m005_listings_settled(db: Database) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
 
 
+@migrations()
+def m006_lessons_not_read(db: Database) -> None:
+    # A lesson is marked removed only when its own URL answers 404 or 410; one the run did
+    # not read is kept as last archived, and the run says why (robots.txt, failed, stopped).
+    db.execute("ALTER TABLE runs ADD COLUMN not_read TEXT")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -252,6 +252,15 @@ class FixtureSite:
     - ``"not-html"``: 200 ``application/pdf``.
     - ``"bad-utf8"``: the normal page with invalid UTF-8 inside the first description paragraph.
     - ``"huge"``: 200 with a 20 MB body, no Content-Length, ``Connection: close``.
+
+    ``canonicals`` (settable between crawls) maps a lesson's slug to the ``rel=canonical``
+    its own page prints instead of its URL, as an editor can set it with an SEO plugin:
+    another lesson, a listing page, a URL that answers 404, another site. ``{url}`` in it is
+    replaced by the site's URL.
+
+    ``link_host`` makes every URL the pages print (links, canonical, sitemap, redirects) name
+    that host, with the server's port, instead of the one it listens on: a copy served as
+    127.0.0.1 whose pages say ``localhost``, as a WordPress copy says its configured siteurl.
     """
 
     def __init__(
@@ -270,12 +279,16 @@ class FixtureSite:
         theme: str = "divi",
         related: str = "categories",
         extra_listed: Mapping[str, list[str]] | None = None,
+        canonicals: Mapping[str, str] | None = None,
+        link_host: str | None = None,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
             raise ValueError(f"unknown related-posts rule {related!r}; choose from {RELATED}")
         self.related = related
         self.extra_listed = dict(extra_listed or {})
+        self.canonicals = dict(canonicals or {})
+        self.link_host = link_host
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -488,6 +501,22 @@ class FixtureSite:
             self._structure_changed = self._stamp()
             return copy.deepcopy(stored)
 
+    def replace_every_lesson(self, prefix: str = "new-") -> list[str]:
+        """Unpublish every lesson and publish as many others (the same text under slugs
+        starting with ``prefix``): the site's lessons all vanished and were replaced, so the
+        count stays the same while no lesson does. Returns the new slugs."""
+        with self._lock:
+            old = [x for x in self._lessons.values() if x.slug not in self._hidden]
+            for lesson in old:
+                self.unpublish(lesson.slug)
+            fresh = []
+            for lesson in old:
+                new = dataclasses.replace(
+                    copy.deepcopy(lesson), slug=prefix + lesson.slug, post_id=0, modified=""
+                )
+                fresh.append(self.publish(new).slug)
+            return fresh
+
     def set_faults(self, faults: Mapping[str, Sequence[str]]) -> None:
         """Replace all faults; each path's list starts again from its first entry."""
         for path, kinds in faults.items():
@@ -592,6 +621,8 @@ class FixtureSite:
 
     def _route(self, path: str, query: str) -> _Response:
         base = self.url
+        if self.link_host is not None:
+            base = f"http://{self.link_host}:{self.url.rsplit(':', 1)[1]}"
         if path == "/robots.txt":
             text = self._robots_text(base).encode()
             return _Response(200, text, TEXT, last_modified=_SITE_MODIFIED, validators=True)
@@ -640,6 +671,12 @@ class FixtureSite:
             return self._not_found(base)
         shown = items[(page - 1) * self.per_page : page * self.per_page]
         html = render.lesson_page(base, lesson, shown, page, pages)
+        if page == 1 and slug in self.canonicals:
+            claimed = self.canonicals[slug].replace("{url}", base)
+            html = html.replace(
+                f'<link rel="canonical" href="{render.lesson_url(base, slug)}" />',
+                f'<link rel="canonical" href="{claimed}" />',
+            )
         for old, new in THEMES[self.theme].items():
             html = html.replace(old, new)
         # The page shows the lesson, its page of items and "Page N of M", which depends on
