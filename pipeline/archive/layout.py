@@ -8,12 +8,14 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Layout:
-    """Where an archive's files are: the database, and beside it everything else."""
+    """Where an archive's files are: the database, and beside it everything else. The files
+    belong to the real database file, whatever path names it: a symlink is resolved, so two
+    names of one archive never split its lock, captures and exports over two folders."""
 
     db: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "db", Path(self.db))
+        object.__setattr__(self, "db", Path(self.db).resolve())
 
     @property
     def captures(self) -> Path:
