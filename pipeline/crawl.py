@@ -6,8 +6,10 @@ is ``page.read_page``'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .archive import KnownPage, PageRecord
 from .config import Config
-from .errors import ArchiveWriteError, CrawlRefused, FetchError, SiteUnreachable
+from .errors import ArchiveWriteError, CrawlRefused, FetchError, Interrupted, SiteUnreachable
 from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
@@ -399,12 +401,41 @@ def crawl(
     progress: Progress | None = None,
     on_response: Callable[[Fetched], None] | None = None,
 ) -> CrawlResult:
-    """Run one crawl to the end (synchronously) and return what it saw."""
+    """Run one crawl to the end (synchronously) and return what it saw. SIGTERM or SIGHUP
+    while it runs stops it as Ctrl-C does: its requests are cancelled, and Interrupted is
+    raised once the event loop has closed."""
+    signals: list[int] = []
 
-    async def go() -> CrawlResult:
+    async def go() -> CrawlResult | None:
         async with Fetcher(config, on_response=on_response) as fetcher:
             return await Crawl(
                 config, fetcher, known=known, max_pages=max_pages, progress=progress
             ).run()
 
-    return asyncio.run(go())
+    async def stoppable() -> CrawlResult | None:
+        # A signal is turned into a cancellation of the crawl, as asyncio.run does with
+        # SIGINT: an exception raised by a Python signal handler at an arbitrary point of
+        # the loop can land inside httpx's own bookkeeping and be lost there.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        installed = {}
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous = signal.getsignal(signum)
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signum, lambda s=signum: (signals.append(s), task.cancel()))
+                installed[signum] = previous
+        try:
+            return await go()
+        except asyncio.CancelledError:
+            if signals:
+                return None
+            raise
+        finally:
+            for signum, previous in installed.items():
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, previous)  # whoever handled it before, again
+
+    result = asyncio.run(stoppable())
+    if signals:
+        raise Interrupted(signals[0], signal.Signals(signals[0]).name)
+    return result

@@ -263,6 +263,9 @@ def build_manifest(
             "status": run["status"],
             "complete": run["complete"],
             "health": run["health"],
+            # Why the run did not read the whole site (its deadline, its page budget, pages
+            # that failed): the snapshot may be behind the site. None for a complete run.
+            "incomplete": None if run["complete"] else run.get("error") or run["status"],
         },
         "tool": {"name": "micropause-archive", "version": __version__},
         "counts": {

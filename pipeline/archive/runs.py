@@ -121,7 +121,7 @@ def latest_saved_run(db: Database | sqlite3.Connection) -> dict:
     """The newest run that wrote lessons, whose content the archive now holds."""
     placeholders = ", ".join("?" for _ in SAVED)
     cursor = db.execute(
-        "SELECT id, started, finished, status, complete, start_urls, health FROM runs "
+        "SELECT id, started, finished, status, complete, start_urls, health, error FROM runs "
         f"WHERE status IN ({placeholders}) AND finished IS NOT NULL ORDER BY id DESC LIMIT 1",
         SAVED,
     )
