@@ -258,9 +258,11 @@ class FixtureSite:
     another lesson, a listing page, a URL that answers 404, another site. ``{url}`` in it is
     replaced by the site's URL.
 
-    ``link_host`` makes every URL the pages print (links, canonical, sitemap, redirects) name
-    that host, with the server's port, instead of the one it listens on: a copy served as
-    127.0.0.1 whose pages say ``localhost``, as a WordPress copy says its configured siteurl.
+    ``link_base`` (e.g. ``"http://localhost:{port}"`` or ``"https://movementality.se"``) is
+    the site URL every URL the pages print (links, canonical, sitemap, redirects) starts with,
+    instead of the address the server listens on, as a WordPress copy prints its configured
+    siteurl: a copy served as 127.0.0.1 whose pages say localhost, or still name the real site.
+    ``{port}`` is the server's port.
     """
 
     def __init__(
@@ -280,7 +282,7 @@ class FixtureSite:
         related: str = "categories",
         extra_listed: Mapping[str, list[str]] | None = None,
         canonicals: Mapping[str, str] | None = None,
-        link_host: str | None = None,
+        link_base: str | None = None,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
@@ -288,7 +290,7 @@ class FixtureSite:
         self.related = related
         self.extra_listed = dict(extra_listed or {})
         self.canonicals = dict(canonicals or {})
-        self.link_host = link_host
+        self.link_base = link_base
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -621,8 +623,8 @@ class FixtureSite:
 
     def _route(self, path: str, query: str) -> _Response:
         base = self.url
-        if self.link_host is not None:
-            base = f"http://{self.link_host}:{self.url.rsplit(':', 1)[1]}"
+        if self.link_base is not None:
+            base = self.link_base.replace("{port}", self.url.rsplit(":", 1)[1])
         if path == "/robots.txt":
             text = self._robots_text(base).encode()
             return _Response(200, text, TEXT, last_modified=_SITE_MODIFIED, validators=True)
