@@ -153,10 +153,17 @@ class Crawl:
         self.progress = progress
         self.scope = UrlScope(config, config.site.start_urls[0])
         # A lesson is its path on the site: what was learned of it on another host (before
-        # the site moved, or from another copy) holds here. This host's own entries win.
+        # the site moved, or from another copy) holds here, and this host's own entries win.
+        # Not its validators: a 304 from this host would leave it with no capture of its own.
         rebased = sorted((known or {}).items(), key=lambda item: self.scope.on_host(item[0]))
         self.frontier = Frontier(
-            self.scope, {self.scope.on_origin(url): page for url, page in rebased}
+            self.scope,
+            {
+                self.scope.on_origin(url): page
+                if self.scope.on_host(url)
+                else KnownPage(page.kind, None, None)
+                for url, page in rebased
+            },
         )
         self._starts = set(config.site.start_urls)
         self._queue: asyncio.Queue[Link] = asyncio.Queue()

@@ -130,10 +130,13 @@ def test_the_site_crawled_on_another_port_keeps_every_lessons_history(db_path):
     programs = query(db_path, "select id, slug, name, lesson_count, parts_missing from programs")
     with FixtureSite() as moved:
         assert moved.url != first.url
+        moved.edit(B, title="Feet on the ground, moved")  # edited while the site moved
         report = crawl_into_archive(local_config(moved), db_path)
+        # Every lesson read in full on its new host: its capture is there, not a bare 304.
+        assert report.result.stats.not_modified == 0
     assert report.status == "ok"
     counts = report.counts
-    assert (counts.new, counts.removed, counts.changed) == (0, 0, 0)
+    assert (counts.new, counts.removed, counts.changed) == (0, 0, 1)
     assert counts.moved == len(before)
     after = {row["slug"]: row for row in query(db_path, "select * from lessons")}
     assert {slug: row["id"] for slug, row in after.items()} == {
@@ -147,7 +150,18 @@ def test_the_site_crawled_on_another_port_keeps_every_lessons_history(db_path):
         "select l.slug, v.old, v.new from lesson_versions v join lessons l on l.id = v.lesson_id "
         "where v.event = 'moved'",
     )
-    assert len(moves) == len(before)
+    assert len(moves) == len(before) - 1
+    (edited,) = query(
+        db_path,
+        "select v.event, v.old, v.new from lesson_versions v join lessons l on "
+        "l.id = v.lesson_id where l.slug = ? and v.version = 2",
+        [B],
+    )
+    assert edited["event"] == "changed"
+    assert json.loads(edited["new"]) == {
+        "title": "Feet on the ground, moved",
+        "url": after[B]["url"],
+    }
     for move in moves:
         assert json.loads(move["old"]) == {"url": before[move["slug"]]["url"]}
         assert json.loads(move["new"]) == {"url": after[move["slug"]]["url"]}
