@@ -32,7 +32,12 @@ class Column:
 
 LESSON_COLUMNS = (
     Column("id", "integer", "The lesson's id in the archive; never reused."),
-    Column("url", "string", "Canonical URL of the lesson's page (with a trailing slash)."),
+    Column(
+        "url",
+        "string",
+        "URL the lesson's page was last read from (trailing slash, no query); the lesson is "
+        "its path, so a move of the site changes it and keeps the lesson.",
+    ),
     Column("slug", "string", "Last segment of the URL's path."),
     Column("program_id", "integer", "programs.id of its program; empty if it has none."),
     Column("program", "string", "Canonical name of its program; empty if it has none."),
@@ -51,7 +56,8 @@ LESSON_COLUMNS = (
     Column(
         "removed_at",
         "datetime",
-        "When a complete, healthy run first no longer found it (UTC); empty while published.",
+        "When a complete, healthy run found its page answering 404 or 410 (UTC); empty while "
+        "published.",
     ),
     Column(
         "content_hash",
