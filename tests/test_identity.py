@@ -5,6 +5,7 @@ fixture site on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.publish import build_datasette
 from pipeline.run import crawl_into_archive
 from tests.conftest import CONFIG_PATH, START_SLUG, cli_args, local_config
 from tests.site.server import DEFAULT_ROBOTS, FixtureSite, Lesson
@@ -123,10 +125,21 @@ def test_a_lesson_named_only_by_another_lessons_canonical_is_queued(db_path):
     assert lesson(db_path, hidden)["title"] == "Hidden"
 
 
+def syllabus(db_path) -> list[tuple]:
+    """Every program's syllabus as `serve` publishes it (part, lesson), URLs left out."""
+    response = asyncio.run(
+        build_datasette(db_path).client.get("/micropause/syllabus.json?_shape=array")
+    )
+    assert response.status_code == 200, response.text
+    return [(row["program"], row["part"], row["lesson"]) for row in response.json()]
+
+
 def test_the_site_crawled_on_another_port_keeps_every_lessons_history(db_path):
     with FixtureSite() as first:
         crawl_into_archive(local_config(first), db_path)
     before = {row["slug"]: row for row in query(db_path, "select * from lessons")}
+    parts = syllabus(db_path)
+    assert len(parts) > 10  # every part of every program, gaps included
     programs = query(db_path, "select id, slug, name, lesson_count, parts_missing from programs")
     with FixtureSite() as moved:
         assert moved.url != first.url
@@ -172,6 +185,7 @@ def test_the_site_crawled_on_another_port_keeps_every_lessons_history(db_path):
     assert programs == query(
         db_path, "select id, slug, name, lesson_count, parts_missing from programs"
     )
+    assert syllabus(db_path) == parts
     status = CliRunner().invoke(main, ["status", "--db", str(db_path)])
     assert f"{len(before)} lessons (0 removed), {len(programs)} programs" in status.output
 
