@@ -196,8 +196,15 @@ def _text_or_none(node: LexborNode | None, breaks: bool) -> str | None:
 
 
 def _join(base: str, href: str) -> str:
-    """urljoin(base, href), skipping its parse and re-assembly when href is plainly absolute."""
-    return href if _PLAIN_ABSOLUTE.match(href) else urljoin(base, href)
+    """urljoin(base, href), skipping its parse and re-assembly when href is plainly absolute.
+    An href no parser accepts (``http://[oops/``, an unclosed IPv6 host) is kept as it is: a
+    link or canonical the scope then refuses, never an exception that fails the page."""
+    if _PLAIN_ABSOLUTE.match(href):
+        return href
+    try:
+        return urljoin(base, href)
+    except ValueError:
+        return href
 
 
 def _attr(node: LexborNode | None, name: str) -> str | None:

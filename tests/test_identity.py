@@ -16,6 +16,7 @@ from pipeline.cli import main
 from pipeline.publish import build_datasette
 from pipeline.run import crawl_into_archive
 from tests.conftest import CONFIG_PATH, START_SLUG, cli_args, local_config
+from tests.site.hostile import HostileSite
 from tests.site.server import DEFAULT_ROBOTS, FixtureSite, Lesson
 
 A = "the-heavy-arms"  # the lesson whose canonical an editor changed
@@ -107,6 +108,29 @@ def test_a_canonical_that_is_a_trivial_variant_of_the_page_is_no_anomaly(db_path
         report = crawl_into_archive(local_config(site), db_path)
     assert report.result.anomalies == 0
     assert lesson(db_path, A)["url"] == site.lesson_url(A)
+
+
+@pytest.mark.parametrize("case", ["canonical-unparsable", "canonical-script"])
+def test_a_canonical_no_parser_accepts_is_an_anomaly_and_the_lesson_stays(db_path, case):
+    with HostileSite(cases={f"/video/{A}/": [case] * 10}) as site:
+        report = crawl_into_archive(local_config(site), db_path)
+    assert (f"/video/{A}/", case) in site.served
+    assert report.status == "ok" and not report.result.failed
+    assert lesson(db_path, A)["url"] == site.lesson_url(A)
+    assert report.result.anomalies == 1
+    assert "canonical names a URL outside the site's lessons" in page_warning(
+        db_path, site.lesson_url(A)
+    )
+
+
+def test_a_lesson_redirected_to_a_url_that_answers_404_is_removed(db_path):
+    with HostileSite() as site:
+        crawl_into_archive(local_config(site), db_path)
+        site.set_cases({f"/video/{A}/": ["redirect-to-404"] * 10})
+        report = crawl_into_archive(local_config(site), db_path)
+    assert (f"/video/{A}/", "redirect-to-404") in site.served
+    assert report.status == "ok" and report.counts.removed == 1
+    assert lesson(db_path, A)["removed_at"] is not None
 
 
 def test_a_lesson_named_only_by_another_lessons_canonical_is_queued(db_path):

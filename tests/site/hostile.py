@@ -16,6 +16,10 @@ The cases (see ``CASES``) rewrite the response the fixture site would have sent:
 - ``part-date``, ``part-5000000``, ``part-10e20``: the title's part number is 20240601,
   5 000 000 or 10^20.
 - ``markup-redirect``: 302 to an off-site URL holding rich console markup (``[/oops]``).
+- ``canonical-unparsable``, ``canonical-script``: the page's ``rel=canonical`` is a URL no
+  parser accepts (``http://[oops/…``) or a ``javascript:`` URL.
+- ``redirect-to-404``: 301 to a lesson URL of the site that answers 404 (the lesson was
+  folded into one that was later unpublished).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .server import FixtureSite, _redirect, _Response
 _PAGE_OF = re.compile(rb'<span class="pages">Page (\d+) of (\d+)</span>')
 _TITLE = re.compile(rb'<h1 class="entry-title">(.*?)</h1>', re.S)
 _GRID_END = b'<div class="wp-pagenavi"'
+_CANONICAL = re.compile(rb'<link rel="canonical" href="[^"]*" />')
 MARKUP_LOCATION = "http://127.0.0.2:9/[/oops][bold]x[/bold]/"
 
 
@@ -78,6 +83,20 @@ def _markup_redirect(response: _Response, base: str) -> _Response:
     return _redirect(MARKUP_LOCATION, status=302)
 
 
+def _canonical(href: str) -> Callable[[_Response, str], _Response]:
+    def rewrite(response: _Response, base: str) -> _Response:
+        response.body = _CANONICAL.sub(
+            b'<link rel="canonical" href="' + href.encode() + b'" />', response.body, count=1
+        )
+        return response
+
+    return rewrite
+
+
+def _redirect_to_404(response: _Response, base: str) -> _Response:
+    return _redirect(f"{base}/video/folded-and-unpublished/")
+
+
 CASES: Mapping[str, Callable[[_Response, str], _Response]] = {
     "bogus-charset": _bogus_charset,
     "control-char-links": _control_char_links,
@@ -88,6 +107,9 @@ CASES: Mapping[str, Callable[[_Response, str], _Response]] = {
     "part-5000000": _title("Hostile program, 5000000: far too many parts"),
     "part-10e20": _title("Hostile program, 100000000000000000000: past any integer column"),
     "markup-redirect": _markup_redirect,
+    "canonical-unparsable": _canonical("http://[oops/video/soft-eyes/"),
+    "canonical-script": _canonical("javascript:alert(1)"),
+    "redirect-to-404": _redirect_to_404,
 }
 
 
@@ -100,6 +122,11 @@ class HostileSite(FixtureSite):
                 raise ValueError(f"unknown hostile cases for {path}: {unknown}")
         self._cases = {path: list(names) for path, names in (cases or {}).items()}
         self.served: list[tuple[str, str]] = []  # (path, case) for every hostile answer
+
+    def set_cases(self, cases: Mapping[str, Sequence[str]]) -> None:
+        """Replace the cases between crawls (the site turned hostile after a good crawl)."""
+        with self._lock:
+            self._cases = {path: list(names) for path, names in cases.items()}
 
     def _respond(self, path: str, query: str, fault: str | None) -> _Response:
         response = super()._respond(path, query, fault)
