@@ -444,6 +444,10 @@ def log_run(report: RunReport) -> None:
             seconds=f"{result.elapsed:.1f}",
         ),
     )
+    for problem in result.start_problems:
+        log.warning("start_url.problem %s", fields(detail=problem))
+    for reason, urls in report.not_read.items():
+        log.warning("lessons.not_read %s", fields(reason=reason, count=len(urls), example=urls[0]))
     for failure in report.health:
         log.warning("health.failed %s", fields(check=failure.name, detail=failure.detail))
 

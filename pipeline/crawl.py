@@ -99,7 +99,7 @@ class CrawlResult:
             elif page is not None and page.status is None:
                 reason = "not fetched before the run stopped"
             elif page is not None:
-                reason = f"answered HTTP {page.status} without a lesson"
+                reason = f"answered HTTP {page.status} with no lesson of its own"
             else:
                 reason = "not linked from any page read"
             reasons.setdefault(reason, []).append(url)

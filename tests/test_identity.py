@@ -221,6 +221,9 @@ def test_a_lesson_robots_txt_newly_disallows_is_kept_and_the_run_says_why(db_pat
         site.robots_txt = DEFAULT_ROBOTS + f"Disallow: /video/{kept}/\n"
         report = crawl_into_archive(local_config(site), db_path)
         result = CliRunner().invoke(main, cli_args(site, db_path))
+        run_args = ["run", *cli_args(site, db_path)[1:], "--quiet"]
+        logged = CliRunner().invoke(main, run_args)
+    assert logged.exit_code == 0, logged.output
     assert report.status == "ok" and report.counts.removed == 0
     assert lesson(db_path, kept)["removed_at"] is None
     assert report.not_read == {"disallowed by robots.txt": [site.lesson_url(kept)]}
@@ -230,6 +233,10 @@ def test_a_lesson_robots_txt_newly_disallows_is_kept_and_the_run_says_why(db_pat
     assert (
         "not read, kept as last archived: 1 disallowed by robots.txt, e.g. "
         f"{site.lesson_url(kept)}" in result.output
+    )
+    assert (
+        'WARNING lessons.not_read reason="disallowed by robots.txt" count=1 '
+        f"example={site.lesson_url(kept)}" in logged.stderr
     )
 
 
