@@ -28,6 +28,31 @@ log = logging.getLogger("micropause.crawl")
 
 
 @dataclass
+class ListingPromise:
+    """The fewest lessons a site can have whose lesson's listing says "Page 1 of M": M - 1
+    full pages and at least one more lesson, besides the lesson itself. A full page holds the
+    fewest lessons a page 2 .. M-1 was seen to list, or one if none was read: page 1 may hold
+    sticky posts besides its regular items, and a page can list links that are not followed."""
+
+    pages: int = 0  # the most pages one lesson's listing has
+    full_page: int | None = None  # fewest lessons listed on a page 2 .. M-1
+
+    def saw(self, page: int | None, pages: int | None, listed: int) -> None:
+        if not page or not pages or page >= pages or listed < 1:
+            return
+        if page == 1:
+            self.pages = max(self.pages, pages)
+        else:
+            self.full_page = min(self.full_page or listed, listed)
+
+    @property
+    def lessons(self) -> int:
+        if not self.pages:
+            return 0
+        return (self.pages - 1) * (self.full_page or 1) + 1 + 1
+
+
+@dataclass
 class CrawlResult:
     lessons: dict[str, RawLesson]
     pages: dict[str, PageRecord]
@@ -52,7 +77,7 @@ class CrawlResult:
     # start URL must be named, never pass as a run that found little.
     start_problems: list[str] = field(default_factory=list)
     # Lessons the site's listings say it has at least ("Page 1 of 17", 3 a page).
-    promised: ListingPromise = field(default_factory=lambda: ListingPromise())
+    promised: ListingPromise = field(default_factory=ListingPromise)
     # Hosts the crawled pages link their lessons to instead of their own, with counts.
     foreign_links: dict[str, int] = field(default_factory=dict)
     own_links: int = 0
@@ -104,31 +129,6 @@ class CrawlResult:
                 reason = "not linked from any page read"
             reasons.setdefault(reason, []).append(url)
         return reasons
-
-
-@dataclass
-class ListingPromise:
-    """The fewest lessons a site can have whose lesson's listing says "Page 1 of M": M - 1
-    full pages and at least one more lesson, besides the lesson itself. A full page holds the
-    fewest lessons a page 2 .. M-1 was seen to list, or one if none was read: page 1 may hold
-    sticky posts besides its regular items, and a page can list links that are not followed."""
-
-    pages: int = 0  # the most pages one lesson's listing has
-    full_page: int | None = None  # fewest lessons listed on a page 2 .. M-1
-
-    def saw(self, page: int | None, pages: int | None, listed: int) -> None:
-        if not page or not pages or page >= pages or listed < 1:
-            return
-        if page == 1:
-            self.pages = max(self.pages, pages)
-        else:
-            self.full_page = min(self.full_page or listed, listed)
-
-    @property
-    def lessons(self) -> int:
-        if not self.pages:
-            return 0
-        return (self.pages - 1) * (self.full_page or 1) + 1 + 1
 
 
 Progress = Callable[[int, int, int], None]  # pages done, pages known, pages failed
@@ -413,7 +413,7 @@ def crawl(
     raised once the event loop has closed."""
     signals: list[int] = []
 
-    async def go() -> CrawlResult | None:
+    async def go() -> CrawlResult:
         async with Fetcher(config, on_response=on_response) as fetcher:
             return await Crawl(
                 config, fetcher, known=known, max_pages=max_pages, progress=progress

@@ -64,7 +64,7 @@ def save_lessons(
     and ``removed_at`` keep their values. Call inside a transaction.
     """
     conn = db.conn
-    stored = Stored(conn)
+    stored = StoredLessons(conn)
     new = changed = restored = moved = 0
     program_ids: dict[str, int] = {}
     for lesson in lessons:
@@ -137,7 +137,7 @@ def lesson_path(url: str) -> str:
     return urlsplit(url).path
 
 
-class Stored:
+class StoredLessons:
     """The archive's lessons by identity, each handed out once per run: two pages read in
     one run never write one row. A lesson stored under this very URL is preferred to one
     stored under the same path on another host (an archive may already hold both, from
