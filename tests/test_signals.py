@@ -69,6 +69,9 @@ def test_a_signal_mid_run_is_recorded_as_interrupted(tmp_path, command, signum, 
         )
         assert "Traceback" not in err
         assert statuses(db_path) == ["interrupted"]
+        with sqlite3.connect(db_path) as db:
+            assert db.execute("select error from runs").fetchone() == (f"interrupted by {name}",)
+        db.close()
         with archive_lock(db_path, "test"):  # let go
             pass
         again = CliRunner().invoke(main, args(command, site, db_path))

@@ -61,9 +61,12 @@ def recorded_run(db: Database, start_urls: Iterable[str], kind: str = "crawl") -
     except MicropauseError as exc:
         _end_if_possible(db, run_id, "failed", str(exc))
         raise
-    except (KeyboardInterrupt, Exception) as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        _end_if_possible(db, run_id, status, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or SIGTERM/SIGHUP (errors.Interrupted, named by its signal).
+        _end_if_possible(db, run_id, "interrupted", f"interrupted by {exc or 'Ctrl-C'}")
+        raise
+    except Exception as exc:
+        _end_if_possible(db, run_id, "failed", f"{type(exc).__name__}: {exc}".rstrip(": "))
         raise
 
 
