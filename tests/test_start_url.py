@@ -14,7 +14,8 @@ from pipeline.crawl import CrawlResult, ListingPromise
 from pipeline.extract import RawLesson
 from pipeline.fetch import FetchStats
 from pipeline.health import check_health
-from tests.conftest import CONFIG_PATH
+from tests.conftest import CONFIG_PATH, START_SLUG
+from tests.site.hostile import HostileSite
 from tests.site.server import FixtureSite
 from tests.test_health import THRESHOLDS
 
@@ -127,4 +128,19 @@ def test_a_first_run_that_found_fewer_lessons_than_its_listings_promise_is_unhea
 def test_a_full_first_crawl_finds_what_its_listings_promise(crawled_archive):
     with sqlite3.connect(crawled_archive) as db:
         assert db.execute("select status, health from runs").fetchall() == [("ok", "[]")]
+    db.close()
+
+
+def test_a_partial_copy_whose_other_lessons_answer_404_fails_its_first_health_check(db_path):
+    # Only the start page and its listing answer, as a copy saved from one page would.
+    others = [x.slug for x in FixtureSite().lessons if x.slug != START_SLUG]
+    cases = {f"/video/{slug}/": ["redirect-to-404"] * 5 for slug in others}
+    with HostileSite(cases=cases, sitemap=False) as site:
+        result = crawl(db_path, site.lesson_url(START_SLUG))
+    assert result.exit_code == 3, result.output
+    assert "UNHEALTHY fewer_than_listed: 1 lessons found, but a listing of" in result.output
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("select status from runs").fetchall() == [("unhealthy",)]
+        # What it did read is saved: the run is kept, marked unhealthy, never "ok".
+        assert db.execute("select slug from lessons").fetchall() == [(START_SLUG,)]
     db.close()
