@@ -19,7 +19,7 @@ from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
-from .page import read_page
+from .page import listed_thumbnails, read_page
 
 log = logging.getLogger("micropause.crawl")
 
@@ -45,6 +45,8 @@ class CrawlResult:
     # How the lessons' listings were settled: walked to their end, or proven from page 1.
     listings: ListingCounts = field(default_factory=ListingCounts)
     listings_settled: bool = True
+    # The thumbnail listings showed for each lesson URL they listed (the first one seen).
+    thumbnails: dict[str, str] = field(default_factory=dict)
 
     @property
     def fetched(self) -> int:
@@ -114,6 +116,11 @@ class Crawl:
                 self.config.politeness.max_run_seconds,
             )
         self.result.elapsed = time.monotonic() - began
+        thumbnails = self.result.thumbnails
+        self.result.lessons = {
+            url: lesson.with_thumbnail(thumbnails.get(url))
+            for url, lesson in self.result.lessons.items()
+        }
         self.result.listings = self.frontier.listings
         self.result.listings_settled = self.frontier.settled
         if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
@@ -224,6 +231,7 @@ class Crawl:
             self.config.selectors,
         )
         record.listed = len(read.page.listed)
+        listed_thumbnails(read.page, self.scope, self.result.thumbnails)
         record.warning = "; ".join(read.warnings)[:1000] or None
         self.result.anomalies += len(read.page.anomalies)
         if kind == "lesson":

@@ -84,7 +84,8 @@ T = TypeVar("T")
 _SNAPSHOT_LESSONS = """
     SELECT lessons.id, lessons.url, lessons.slug, lessons.program_id, programs.name,
            lessons.part, lessons.subtitle, lessons.title, lessons.description, lessons.author,
-           lessons.published, lessons.first_seen, lessons.last_seen, lessons.removed_at,
+           lessons.published, lessons.video_url, lessons.video_provider, lessons.video_id,
+           lessons.thumbnail_url, lessons.first_seen, lessons.last_seen, lessons.removed_at,
            lessons.content_hash
     FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
     ORDER BY programs.name IS NULL, programs.name, programs.slug, lessons.part IS NULL,

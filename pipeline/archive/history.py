@@ -4,6 +4,7 @@ captures. Plain functions over one connection; the caller holds the transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Iterable
@@ -25,6 +26,10 @@ _LESSON_FIELDS = (
     "description",
     "author",
     "published",
+    "video_url",
+    "video_provider",
+    "video_id",
+    "thumbnail_url",
     "last_seen",
     "removed_at",
     "content_hash",
@@ -61,13 +66,20 @@ def save_lessons(
     conn = db.conn
     existing = {
         row[0]: row[1:]
-        for row in conn.execute("SELECT url, id, content_hash, removed_at FROM lessons")
+        for row in conn.execute(
+            "SELECT url, id, content_hash, removed_at, thumbnail_url FROM lessons"
+        )
     }
     new = changed = restored = 0
     program_ids: dict[str, int] = {}
     for lesson in lessons:
         if lesson.program_slug and lesson.program_slug not in program_ids:
             program_ids.update(ensure_programs(db, [lesson.program_slug]))
+        before = existing.get(lesson.url)
+        if lesson.thumbnail_url is None and before is not None and before[3] is not None:
+            # The listings that show a lesson's thumbnail may not have been read this run
+            # (304s, listings proven rather than walked): not seeing it is not its removal.
+            lesson = dataclasses.replace(lesson, thumbnail_url=before[3])
         row = {
             "url": lesson.url,
             "slug": lesson.slug,
@@ -78,17 +90,20 @@ def save_lessons(
             "description": lesson.description,
             "author": lesson.author,
             "published": lesson.published,
+            "video_url": lesson.video_url,
+            "video_provider": lesson.video_provider,
+            "video_id": lesson.video_id,
+            "thumbnail_url": lesson.thumbnail_url,
             "last_seen": now,
             "removed_at": None,
             "content_hash": lesson.content_hash,
         }
-        before = existing.get(lesson.url)
         if before is None:
             lesson_id = conn.execute(_INSERT_LESSON, [*row.values(), now]).lastrowid
             _version(db, lesson_id, run_id, now, "created", {}, _content(row), version=1)
             new += 1
             continue
-        lesson_id, content_hash, removed_at = before
+        lesson_id, content_hash, removed_at, _thumbnail = before
         if not observed:
             del row["last_seen"], row["removed_at"]
             removed_at = None
@@ -112,7 +127,7 @@ def save_lessons(
     )
     removed = 0
     if seen is not None:
-        for url, (lesson_id, _hash, removed_at) in existing.items():
+        for url, (lesson_id, _hash, removed_at, _thumbnail) in existing.items():
             if url not in seen and removed_at is None:
                 conn.execute("UPDATE lessons SET removed_at = ? WHERE id = ?", [now, lesson_id])
                 _version(db, lesson_id, run_id, now, "removed", {}, {})

@@ -16,7 +16,16 @@ from sqlite_utils.migrations import Migrations
 from ..errors import ArchiveError
 
 DEFAULT_DB = Path("archive/micropause.db")
-LESSON_CONTENT = ("title", "description", "author", "published")
+LESSON_CONTENT = (
+    "title",
+    "description",
+    "author",
+    "published",
+    "video_url",
+    "video_provider",
+    "video_id",
+    "thumbnail_url",
+)
 
 migrations = Migrations("micropause")
 
@@ -46,6 +55,14 @@ LESSON_COLUMNS = (
     ),
     Column("author", "string", "Author shown on the page."),
     Column("published", "date", "Publication date shown on the page (ISO 8601)."),
+    Column("video_url", "string", "The video player its page embeds (the URL, as published)."),
+    Column("video_provider", "string", "vimeo or youtube; empty for any other player or file."),
+    Column("video_id", "string", "The video's id at its provider (Vimeo's or YouTube's)."),
+    Column(
+        "thumbnail_url",
+        "string",
+        "Its thumbnail image: from its own page, else from the listings that show it.",
+    ),
     Column("first_seen", "datetime", "When a run first found the lesson (UTC)."),
     Column("last_seen", "datetime", "When a run last found the lesson (UTC)."),
     Column(
@@ -56,7 +73,8 @@ LESSON_COLUMNS = (
     Column(
         "content_hash",
         "string",
-        "sha256 of title, description, author and published: changes exactly when they do.",
+        "sha256 of title, description, author, published, video and thumbnail: changes exactly "
+        "when they do.",
     ),
 )
 PROGRAM_COLUMNS = (
@@ -208,6 +226,15 @@ def m005_listings_settled(db: Database) -> None:
     # (inferred), or walked because page 1 contradicted the prediction.
     for column in ("listings_walked", "listings_inferred", "listings_contradicted"):
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+
+
+@migrations()
+def m010_lesson_media(db: Database) -> None:
+    # Each lesson's video (the player's URL, its provider and id) and thumbnail. Lessons
+    # stored before keep NULLs until their page changes or `micropause reparse` reads them
+    # from the captures.
+    for column in ("video_url", "video_provider", "video_id", "thumbnail_url"):
+        db.execute(f"ALTER TABLE lessons ADD COLUMN {column} TEXT")
 
 
 def now_iso() -> str:
