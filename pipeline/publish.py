@@ -24,11 +24,16 @@ from datasette import hookimpl
 from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
+from datasette.utils import tilde_encode, urlsafe_components
 
 from .archive import (
     DEFAULT_DB,
+    LESSON_CAPTURES_SQL,
     LESSON_COLUMNS,
     LESSON_COUNTS_SQL,
+    LESSON_PAGE_SQL,
+    LESSON_PART_SQL,
+    LESSON_VERSIONS_SQL,
     PROGRAM_COLUMNS,
     PROGRAM_COUNT_SQL,
     PROGRAM_SLUG_SQL,
@@ -331,9 +336,18 @@ START_TEMPLATES = frozenset({"index.html", f"database-{ARCHIVE_NAME}.html"})
 START_PROGRAMS = 30
 
 
+LESSON_TEMPLATE = f"row-{ARCHIVE_NAME}-lessons.html"
+# Players whose embed URL is the archived video_url itself, so the page can offer it in place.
+EMBEDDABLE = frozenset({"vimeo", "youtube"})
+
+
 @hookimpl
-def extra_template_vars(template, datasette):
-    if template not in START_TEMPLATES or ARCHIVE_NAME not in datasette.databases:
+def extra_template_vars(template, datasette, request):
+    if ARCHIVE_NAME not in datasette.databases:
+        return None
+    if template == LESSON_TEMPLATE and request is not None:
+        return lambda: lesson_page(datasette, request.url_vars.get("pks", ""))
+    if template not in START_TEMPLATES:
         return None
 
     async def start() -> dict:
@@ -352,6 +366,59 @@ def extra_template_vars(template, datasette):
         }
 
     return start
+
+
+async def lesson_page(datasette: Datasette, pks: str) -> dict:
+    """What a lesson's own page shows besides its row: its program and part, the parts before
+    and after it, its versions and its captures."""
+    database = datasette.get_database(ARCHIVE_NAME)
+    (lesson_id,) = urlsafe_components(pks) or [None]
+    row = (await database.execute(LESSON_PAGE_SQL, [lesson_id])).first()
+    if row is None:
+        return {}
+    lesson = dict(row)
+    program = None
+    if lesson["program_id"] is not None and lesson["part"] is not None:
+        neighbours = {}
+        for side, part in (("previous", lesson["part"] - 1), ("next", lesson["part"] + 1)):
+            if 1 <= part <= (lesson["last_part"] or 0):
+                found = (
+                    await database.execute(LESSON_PART_SQL, [lesson["program_id"], part])
+                ).first()
+                neighbours[side] = {"part": part, **(dict(found) if found else {})}
+        program = {
+            "name": lesson["program"],
+            "syllabus": syllabus_url(datasette, ARCHIVE_NAME, lesson["program_slug"]),
+            "part": lesson["part"],
+            "of": lesson["last_part"],
+            **neighbours,
+        }
+    versions = [
+        {**dict(v), "changed": _json_list(v["changed"])}
+        for v in (await database.execute(LESSON_VERSIONS_SQL, [lesson_id])).rows
+    ]
+    captures = [
+        {**dict(c), "page": datasette.urls.row(ARCHIVE_NAME, "pages", tilde_encode(c["url"]))}
+        for c in (await database.execute(LESSON_CAPTURES_SQL, [lesson["url"]])).rows
+    ]
+    return {
+        "micropause_lesson": {
+            **lesson,
+            "description_html": paragraphs(lesson["description"] or ""),
+            "embeddable": lesson["video_provider"] in EMBEDDABLE,
+            "program_info": program,
+            "versions": versions,
+            "captures": captures,
+        }
+    }
+
+
+def _json_list(text: str | None) -> list:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 @hookimpl
