@@ -467,7 +467,9 @@ def status(db_path, last):
     table = Table(box=None)
     for header in ("run", "started (UTC)", "status", "pages/304/failed", "lessons/new/chg/rm"):
         table.add_column(header, no_wrap=True)
-    table.add_column("health / error")
+    # A run's health or error is a sentence: in a sixth column, 80 columns left it five
+    # characters, a word a line. It goes under the table, a line (or a few) per run.
+    notes = []
     for run in state.runs:
         style = {"ok": "green", "running": "yellow"}.get(run["status"], "red")
         pages = "/".join(
@@ -484,9 +486,12 @@ def status(db_path, last):
             Text(str(run["status"]).translate(_CONTROLS), style=style),
             as_text(pages if run["pages_fetched"] is not None else ""),
             as_text(lessons if run["lessons_found"] is not None else ""),
-            as_text("; ".join(map(str, run["health"])) or (run["error"] or "")),
         )
+        if note := "; ".join(map(str, run["health"])) or run["error"]:
+            notes.append(Text.assemble((f"run {run['id']}: ", style), as_text(note)))
     out.print(table)
+    for note in notes:
+        out.print(note, soft_wrap=False)
 
 
 def _n(value) -> str:
