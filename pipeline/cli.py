@@ -66,8 +66,15 @@ class Group(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `micropause` alone: the help, which lists the commands
+            sys.exit(1)
         except click.UsageError as exc:
-            exc.show()
+            # One line, as every other error: click's own is three (usage, a hint, the error).
+            message = exc.format_message().rstrip(".")
+            if exc.ctx is not None:
+                message += f" (see {exc.ctx.command_path} --help)"
+            err.print(Text.assemble(("error:", "red"), " ", as_text(message)))
             sys.exit(1)
         except click.ClickException as exc:
             exc.show()
