@@ -297,7 +297,7 @@ def _listing_page(url, selectors, *, select_one, select, scoped_one, scoped, tex
                 value = _attr(candidate, name)
                 if value and not value.startswith(("data:", "javascript:")):
                     joined = urljoin(url, value)
-                    if joined.startswith(("http://", "https://")):
+                    if joined.startswith(("http://", "https://")) and len(joined) <= 8192:
                         return joined
         return None
 

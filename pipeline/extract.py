@@ -147,6 +147,9 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
 # Where an embed or image names its source: lazy-loading themes and plugins move `src` to a
 # data attribute until the element scrolls into view.
 _SOURCE_ATTRIBUTES = ("src", "data-src", "data-lazy-src")
+# A source longer than this is not a player's or an image's address (browsers and servers
+# commonly stop near 8 KB): it is not archived as one.
+MAX_MEDIA_URL = 8192
 
 
 def _media_url(node: LexborHTMLParser | LexborNode, selector: str, base: str) -> str | None:
@@ -163,7 +166,7 @@ def _media_url(node: LexborHTMLParser | LexborNode, selector: str, base: str) ->
             value = _attr(candidate, name)
             if value and not value.startswith(("data:", "javascript:")):
                 joined = _join(base, value)
-                if joined.startswith(("http://", "https://")):
+                if joined.startswith(("http://", "https://")) and len(joined) <= MAX_MEDIA_URL:
                     return joined
     return None
 

@@ -12,7 +12,7 @@ from pipeline.archive import Archive, RunOutcome
 from pipeline.config import load_config
 from pipeline.diff import diff_archive
 from pipeline.export import export_snapshot
-from pipeline.extract import RawLesson, extract
+from pipeline.extract import MAX_MEDIA_URL, RawLesson, extract
 from pipeline.normalise import Video, normalise, video_of
 from pipeline.publish import build_datasette
 from pipeline.reparse import reparse
@@ -97,7 +97,13 @@ def test_every_kind_of_embed_is_archived_by_its_url_and_known_players_by_id(
 
 @pytest.mark.parametrize(
     "markup",
-    ["", '<iframe src=""></iframe>', '<iframe src="javascript:alert(1)"></iframe>', "<video>"],
+    [
+        "",
+        '<iframe src=""></iframe>',
+        '<iframe src="javascript:alert(1)"></iframe>',
+        "<video>",
+        f'<iframe src="https://player.vimeo.com/video/1?{"x" * MAX_MEDIA_URL}"></iframe>',
+    ],
 )
 def test_a_page_without_a_usable_embed_has_no_video(markup):
     lesson = normalise(extract(page(markup), URL, SELECTORS).lesson)

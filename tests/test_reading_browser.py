@@ -124,6 +124,13 @@ def test_the_lessons_table_fits_the_screen_row_by_row(served, page, screenshots)
     assert page.locator("dl.column-descriptions").bounding_box()["height"] < SCREEN["height"] / 6
     table = page.locator("table.rows-and-columns")
     assert table.bounding_box()["width"] <= SCREEN["width"]
+    # A facet's labels (program names) wrap between words, never inside one.
+    labels = page.locator("#facet-program_id li a")
+    assert labels.count() >= 4
+    breaks = labels.evaluate_all(
+        "links => links.map(a => getComputedStyle(a.closest('li')).wordBreak)"
+    )
+    assert set(breaks) == {"normal"}
     # Every column is a click away.
     assert not page.locator("th.col-content_hash").is_visible()
     page.click("a.show-all")
