@@ -37,7 +37,8 @@ demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)
 
 # The generated parts of docs/ (cli.md, schema.md's tables), from each command's --help and the
-# schema's column descriptions; tests/test_docs.py fails when they are stale.
+# schema's column descriptions, and README.md's tour, replayed against the fixture site;
+# tests/test_docs.py and tests/test_tour.py fail when they are stale.
 docs: install
 	$(BIN)/python -m tests.reference
 

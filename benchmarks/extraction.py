@@ -190,6 +190,7 @@ def extract_bs4(html: str, url: str, selectors: Selectors) -> ListingPage:
         select_one=soup.select_one,
         select=soup.select,
         scoped_one=lambda node, css: node.select_one(css),
+        scoped=lambda node, css: node.select(css),
         text=text,
     )
 
@@ -224,6 +225,12 @@ XPATHS = {
         f"//div[{_has_class('wp-pagenavi')}]//span[{_has_class('pages')}]"
     ),
     "div.wp-pagenavi a": f"//div[{_has_class('wp-pagenavi')}]//a",
+    "div.et_pb_video_box iframe, div.et_pb_video_box video": (
+        f"//div[{_has_class('et_pb_video_box')}]//*[self::iframe or self::video]"
+    ),
+    "div.et_post_meta_wrapper img": f"//div[{_has_class('et_post_meta_wrapper')}]//img",
+    "a.entry-featured-image-url img": f".//a[{_has_class('entry-featured-image-url')}]//img",
+    "source": ".//source",
     "div.wp-pagenavi a.nextpostslink": (
         f"//div[{_has_class('wp-pagenavi')}]//a[{_has_class('nextpostslink')}]"
     ),
@@ -253,6 +260,7 @@ def extract_lxml(html: str, url: str, selectors: Selectors) -> ListingPage:
         select_one=select_one,
         select=select,
         scoped_one=lambda node, css: select_one(css, node),
+        scoped=lambda node, css: select(css, node),
         text=text,
     )
 
@@ -278,8 +286,20 @@ def _finish(text: str) -> str:
     return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
 
 
-def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> ListingPage:
+def _listing_page(url, selectors, *, select_one, select, scoped_one, scoped, text) -> ListingPage:
     """pipeline.extract.extract's assembly, over another parser's select and text."""
+
+    def media(node) -> str | None:
+        if node is None:
+            return None
+        for candidate in (node, *scoped(node, "source")):
+            for name in ("src", "data-src", "data-lazy-src"):
+                value = _attr(candidate, name)
+                if value and not value.startswith(("data:", "javascript:")):
+                    joined = urljoin(url, value)
+                    if joined.startswith(("http://", "https://")) and len(joined) <= 8192:
+                        return joined
+        return None
 
     def paragraphs(nodes) -> str:
         return "\n\n".join(t for t in map(text, nodes) if t)
@@ -296,14 +316,21 @@ def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> Li
             description=paragraphs(select(selectors.description)),
             author=(text(author) or None) if author is not None else None,
             published=(text(published) or None) if published is not None else None,
+            video_url=media(select_one(selectors.video)) if selectors.video else None,
+            thumbnail_url=media(select_one(selectors.thumbnail)) if selectors.thumbnail else None,
         )
-    listed, listed_categories = [], []
+    listed, listed_categories, listed_thumbnails = [], [], []
     prefix = selectors.category_prefix
     for item in select(selectors.listed_lesson):
         href = _attr(scoped_one(item, selectors.listed_link), "href")
         if href:
             listed.append(urljoin(url, href))
             listed_categories.append(_categories(item, prefix))
+            listed_thumbnails.append(
+                media(scoped_one(item, selectors.listed_thumbnail))
+                if selectors.listed_thumbnail
+                else None
+            )
     own = select_one(selectors.categories) if selectors.categories and prefix else None
     page = page_count = None
     pages_node = select_one(selectors.page_count)
@@ -327,4 +354,5 @@ def _listing_page(url, selectors, *, select_one, select, scoped_one, text) -> Li
         page_urls=page_urls,
         categories=_categories(own, prefix),
         listed_categories=tuple(listed_categories) if prefix else (),
+        listed_thumbnails=tuple(listed_thumbnails) if selectors.listed_thumbnail else (),
     )

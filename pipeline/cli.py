@@ -98,8 +98,15 @@ class Group(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `micropause` alone: the help, which lists the commands
+            sys.exit(1)
         except click.UsageError as exc:
-            exc.show()
+            # One line, as every other error: click's own is three (usage, a hint, the error).
+            message = exc.format_message().rstrip(".")
+            if exc.ctx is not None:
+                message += f" (see {exc.ctx.command_path} --help)"
+            err.print(Text.assemble(("error:", "red"), " ", as_text(message)))
             sys.exit(1)
         except click.ClickException as exc:
             exc.show()
@@ -526,7 +533,9 @@ def status(db_path, last):
     table = Table(box=None)
     for header in ("run", "started (UTC)", "status", "pages/304/failed", "lessons/new/chg/rm"):
         table.add_column(header, no_wrap=True)
-    table.add_column("health / error")
+    # A run's health or error is a sentence: in a sixth column, 80 columns left it five
+    # characters, a word a line. It goes under the table, a line (or a few) per run.
+    notes = []
     for run in state.runs:
         style = {"ok": "green", "running": "yellow"}.get(run["status"], "red")
         pages = "/".join(
@@ -543,9 +552,12 @@ def status(db_path, last):
             Text(str(run["status"]).translate(_CONTROLS), style=style),
             as_text(pages if run["pages_fetched"] is not None else ""),
             as_text(lessons if run["lessons_found"] is not None else ""),
-            as_text("; ".join(map(str, run["health"])) or (run["error"] or "")),
         )
+        if note := "; ".join(map(str, run["health"])) or run["error"]:
+            notes.append(Text.assemble((f"run {run['id']}: ", style), as_text(note)))
     out.print(table)
+    for note in notes:
+        out.print(note, soft_wrap=False)
 
 
 def _n(value) -> str:

@@ -59,6 +59,13 @@ class Selectors:
     # first match of `categories`) and on each listed one. Empty: the site does not show them.
     categories: str = ""
     category_prefix: str = ""
+    # The lesson's video: the player its own page embeds (an iframe's src, or a self-hosted
+    # <video>'s src or first <source>). The video itself is never fetched.
+    video: str = ""
+    # The lesson's thumbnail on its own page, where the theme shows it; failing that, the one
+    # each listing item shows (inside a `listed_lesson`).
+    thumbnail: str = ""
+    listed_thumbnail: str = ""
 
 
 @dataclass(frozen=True)

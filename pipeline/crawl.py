@@ -22,7 +22,7 @@ from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
-from .page import read_page
+from .page import listed_thumbnails, read_page
 
 log = logging.getLogger("micropause.crawl")
 
@@ -81,6 +81,8 @@ class CrawlResult:
     # Hosts the crawled pages link their lessons to instead of their own, with counts.
     foreign_links: dict[str, int] = field(default_factory=dict)
     own_links: int = 0
+    # The thumbnail listings showed for each lesson URL they listed (the first one seen).
+    thumbnails: dict[str, str] = field(default_factory=dict)
 
     @property
     def fetched(self) -> int:
@@ -187,6 +189,11 @@ class Crawl:
                 self.config.politeness.max_run_seconds,
             )
         self.result.elapsed = time.monotonic() - began
+        thumbnails = self.result.thumbnails
+        self.result.lessons = {
+            url: lesson.with_thumbnail(thumbnails.get(url))
+            for url, lesson in self.result.lessons.items()
+        }
         self.result.listings = self.frontier.listings
         self.result.listings_settled = self.frontier.settled
         problems = "; ".join(self.result.start_problems)[:600]
@@ -314,6 +321,7 @@ class Crawl:
             self.config.selectors,
         )
         record.listed = len(read.page.listed)
+        listed_thumbnails(read.page, self.scope, self.result.thumbnails)
         record.warning = "; ".join(read.warnings)[:1000] or None
         self.result.anomalies += len(read.page.anomalies)
         self._count_links(read.page.listed)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import Archive, Run, Version
+from .archive.schema import LESSON_CONTENT
 from .errors import ConfigError
 
 KINDS = ("added", "changed", "removed")
-# The fields a version records (archive.schema.LESSON_CONTENT), in the order lesson_versions.changed
-# lists them: alphabetical.
-FIELDS = ("author", "description", "published", "title")
+# The fields a version records, in the order lesson_versions.changed lists them: alphabetical.
+FIELDS = tuple(sorted(LESSON_CONTENT))
 COLUMNS = ("change", "url", "title", "fields", "old", "new")
 
 

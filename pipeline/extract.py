@@ -8,6 +8,7 @@ it lists (used to discover more URLs). Selectors come from the site's configurat
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ class RawLesson:
     description: str
     author: str | None
     published: str | None
+    # The player the page embeds and the page's own thumbnail, as absolute URLs. A thumbnail
+    # the page does not show may come from the listings that list the lesson (with_thumbnail).
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+
+    def with_thumbnail(self, listed: str | None) -> RawLesson:
+        """The lesson with the thumbnail a listing showed for it, unless its page shows one."""
+        if self.thumbnail_url is not None or listed is None:
+            return self
+        return dataclasses.replace(self, thumbnail_url=listed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,8 @@ class ListingPage:
     # The categories of the page's own lesson, and of each listed one (in ``listed`` order).
     categories: frozenset[str] = frozenset()
     listed_categories: tuple[frozenset[str], ...] = ()
+    # The thumbnail each listed lesson is shown with (in ``listed`` order), None where none is.
+    listed_thumbnails: tuple[str | None, ...] = ()
 
 
 def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
@@ -84,15 +97,18 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
             description=_paragraphs(tree.css(selectors.description), breaks),
             author=_text_or_none(tree.css_first(selectors.author), breaks),
             published=_text_or_none(tree.css_first(selectors.published), breaks),
+            video_url=_media_url(tree, selectors.video, url),
+            thumbnail_url=_media_url(tree, selectors.thumbnail, url),
         )
 
-    listed, listed_categories = [], []
+    listed, listed_categories, listed_thumbnails = [], [], []
     prefix = selectors.category_prefix
     for item in tree.css(selectors.listed_lesson):
         href = _attr(item.css_first(selectors.listed_link), "href")
         if href:
             listed.append(_join(url, href))
             listed_categories.append(_categories(item, prefix))
+            listed_thumbnails.append(_media_url(item, selectors.listed_thumbnail, url))
     categories = frozenset()
     if selectors.categories and prefix:
         categories = _categories(tree.css_first(selectors.categories), prefix)
@@ -124,7 +140,35 @@ def extract(html: str | bytes, url: str, selectors: Selectors) -> ListingPage:
         anomalies=tuple(anomalies),
         categories=categories,
         listed_categories=tuple(listed_categories) if prefix else (),
+        listed_thumbnails=tuple(listed_thumbnails) if selectors.listed_thumbnail else (),
     )
+
+
+# Where an embed or image names its source: lazy-loading themes and plugins move `src` to a
+# data attribute until the element scrolls into view.
+_SOURCE_ATTRIBUTES = ("src", "data-src", "data-lazy-src")
+# A source longer than this is not a player's or an image's address (browsers and servers
+# commonly stop near 8 KB): it is not archived as one.
+MAX_MEDIA_URL = 8192
+
+
+def _media_url(node: LexborHTMLParser | LexborNode, selector: str, base: str) -> str | None:
+    """The absolute URL of the first element ``selector`` matches: an iframe's or image's
+    source, or a <video>'s own source or else its first <source>'s. None when nothing
+    matches, the selector is empty, or the element names no http(s) source."""
+    if not selector:
+        return None
+    found = node.css_first(selector)
+    if found is None:
+        return None
+    for candidate in (found, *found.css("source")):
+        for name in _SOURCE_ATTRIBUTES:
+            value = _attr(candidate, name)
+            if value and not value.startswith(("data:", "javascript:")):
+                joined = _join(base, value)
+                if joined.startswith(("http://", "https://")) and len(joined) <= MAX_MEDIA_URL:
+                    return joined
+    return None
 
 
 def _categories(node: LexborNode | None, prefix: str) -> frozenset[str]:

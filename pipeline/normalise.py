@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .extract import RawLesson
 
@@ -62,13 +62,35 @@ class Lesson:
     author: str | None
     published: str | None  # ISO date
     anomaly: str | None = None  # what in the title could not be believed (see split_title)
+    video_url: str | None = None  # the player its page embeds, as published
+    video_provider: str | None = None  # vimeo or youtube; None for any other embed
+    video_id: str | None = None  # the provider's id of the video
+    thumbnail_url: str | None = None
 
     @property
     def content_hash(self) -> str:
         """Changes exactly when what the site publishes for this lesson changes."""
         content = [self.title, self.description, self.author, self.published]
+        media = [self.video_url, self.video_provider, self.video_id, self.thumbnail_url]
+        # A lesson with no media hashes as it did before archives kept media (migration
+        # m010), so upgrading an archive changes no stored lesson's hash by itself.
+        if any(media):
+            # Media on the lesson's own host count by their path: the same lesson read from a
+            # local copy or after a move to https or a new domain has the same content.
+            host = urlsplit(self.url).netloc
+            media = [on_host_path(url, host) for url in media]
+            content += media
         encoded = json.dumps(content, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(encoded).hexdigest()
+
+
+def on_host_path(url: str | None, host: str) -> str | None:
+    """``url`` as a path (and query) when it is on ``host``: what stays of it when the site
+    moves to another scheme, host or port."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return urlunsplit(("", "", parts.path, parts.query, "")) if parts.netloc == host else url
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +143,54 @@ def parse_date(text: str | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Video:
+    provider: str | None
+    id: str | None
+
+
+# The players the Divi video module embeds, by host: Vimeo's player (and vimeo.com links) and
+# YouTube's embeds in all their hosts. Ids are what the provider's own URLs use.
+_VIMEO_HOSTS = frozenset({"player.vimeo.com", "vimeo.com", "www.vimeo.com"})
+_VIMEO_ID = re.compile(r"^/(?:video/)?([0-9]+)(?:/|$)")
+_YOUTUBE_HOSTS = frozenset(
+    {
+        "youtube.com",
+        "www.youtube.com",
+        "m.youtube.com",
+        "youtube-nocookie.com",
+        "www.youtube-nocookie.com",
+    }
+)
+_YOUTUBE_PATH_ID = re.compile(r"^/(?:embed|shorts|live|v)/([A-Za-z0-9_-]{6,})(?:/|$)")
+_YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{6,}$")
+
+
+def video_of(url: str | None) -> Video:
+    """Provider and id of an embedded player's URL: ``https://player.vimeo.com/video/7102?dnt=1``
+    is vimeo 7102; YouTube's embed, watch and youtu.be URLs are youtube and the video's id.
+    Any other embed (another player, a self-hosted file) has neither: its URL is all there is."""
+    if not url:
+        return Video(None, None)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in _VIMEO_HOSTS and (m := _VIMEO_ID.match(parts.path)):
+        return Video("vimeo", m[1])
+    if host in _YOUTUBE_HOSTS:
+        if m := _YOUTUBE_PATH_ID.match(parts.path):
+            return Video("youtube", m[1])
+        if parts.path == "/watch":
+            ids = parse_qs(parts.query).get("v", [])
+            if ids and _YOUTUBE_ID.match(ids[0]):
+                return Video("youtube", ids[0])
+    if host == "youtu.be" and _YOUTUBE_ID.match(parts.path.strip("/")):
+        return Video("youtube", parts.path.strip("/"))
+    return Video(None, None)
+
+
 def normalise(raw: RawLesson) -> Lesson:
     title = split_title(raw.title)
+    video = video_of(raw.video_url)
     return Lesson(
         url=raw.url,
         slug=lesson_slug(raw.url),
@@ -135,6 +203,10 @@ def normalise(raw: RawLesson) -> Lesson:
         author=raw.author,
         published=parse_date(raw.published),
         anomaly=title.anomaly,
+        video_url=raw.video_url,
+        video_provider=video.provider,
+        video_id=video.id,
+        thumbnail_url=raw.thumbnail_url,
     )
 
 

@@ -33,3 +33,11 @@ def read_page(
         replaced=decoded.replaced,
         warnings=tuple(w for w in (decoded.fallback, *page.anomalies) if w),
     )
+
+
+def listed_thumbnails(page: ListingPage, scope: UrlScope, into: dict[str, str]) -> None:
+    """Add the thumbnails ``page`` shows for the lessons it lists, by their canonical URL,
+    keeping any already found."""
+    for listed, thumbnail in zip(page.listed, page.listed_thumbnails, strict=False):
+        if thumbnail is not None and (url := scope.canonical(listed)) is not None:
+            into.setdefault(url, thumbnail)

@@ -17,6 +17,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlencode
 
+import datasette_atom
+import lxml.etree
 import markupsafe
 import uvicorn
 import yaml
@@ -24,11 +26,16 @@ from datasette import hookimpl
 from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
+from datasette.utils import tilde_encode, urlsafe_components
 
 from .archive import (
     DEFAULT_DB,
+    LESSON_CAPTURES_SQL,
     LESSON_COLUMNS,
     LESSON_COUNTS_SQL,
+    LESSON_PAGE_SQL,
+    LESSON_PART_SQL,
+    LESSON_VERSIONS_SQL,
     PROGRAM_COLUMNS,
     PROGRAM_COUNT_SQL,
     PROGRAM_SLUG_SQL,
@@ -94,7 +101,9 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
 # Datasette's settings wherever the archive is published (serve, and hosted.py). The configured
 # facets (program, author) are the useful ones; suggesting others counts every column of the
 # table on every page view.
-SETTINGS = {"suggest_facets": False}
+SETTINGS = {"suggest_facets": False, "truncate_cells_html": 400}
+# A lesson's description in a table view: its first characters, the whole text on its page.
+DESCRIPTION_SHOWN = 300
 
 # The longest string or blob any query may make: far above any stored value (a description
 # is kilobytes), far below what stalls the server. SQLite checks it inside each function call,
@@ -211,6 +220,28 @@ def paragraphs(text: str) -> markupsafe.Markup:
     return markupsafe.Markup("").join(markupsafe.Markup("<p>{}</p>").format(part) for part in parts)
 
 
+# The tables whose rows are lessons (their id is the lesson's).
+LESSON_TABLES = frozenset({"lessons", "lessons_in_order"})
+
+
+def excerpt(text: str, whole: str, limit: int = DESCRIPTION_SHOWN) -> markupsafe.Markup:
+    """A description's first ``limit`` characters or so (cut between words) as paragraphs,
+    with a link to the whole text."""
+    if len(text) <= limit:
+        return paragraphs(text)
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.") + "…"
+    more = markupsafe.Markup(' <a href="{}" class="whole-text">the whole text</a>').format(whole)
+    return paragraphs(cut)[: -len("</p>")] + more + markupsafe.Markup("</p>")
+
+
+def video_link(url: str, row, shown: set[str]) -> markupsafe.Markup:
+    """The video's URL as a short link: its provider and id where known."""
+    provider = row["video_provider"] if "video_provider" in shown else None
+    video_id = row["video_id"] if "video_id" in shown else None
+    text = f"{provider.capitalize()} {video_id}" if provider and video_id else "video"
+    return markupsafe.Markup('<a href="{}" title="{}">{}</a>').format(url, url, text)
+
+
 def highlighted(passage: str) -> markupsafe.Markup:
     """An FTS snippet with its <mark> delimiters kept and everything else escaped."""
     # str(): Markup.replace would escape the tags being put back.
@@ -325,15 +356,91 @@ async def refuse(send, status: int = 405, error: str = READ_ONLY) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# The change feed: the `changes` query's columns, named for a reader, and the Atom elements
+# datasette-atom makes of them.
+FEED_QUERY = "changes"
+FEED_COLUMNS = {
+    "entry": "atom_id",
+    "observed": "atom_updated",
+    "headline": "atom_title",
+    "url": "atom_link",
+    "details": "atom_content",
+}
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+@hookimpl(trylast=True)
+def register_output_renderer(datasette):
+    # Registered after datasette-atom's, so this one serves .atom: the same feed, from the
+    # changes query's reader-named columns, with a feed id and author that do not depend on
+    # where the archive is served. Any other query with atom_* columns is datasette-atom's.
+    return {"extension": "atom", "render": render_feed, "can_render": can_render_feed}
+
+
+def can_render_feed(columns):
+    return set(FEED_COLUMNS) <= set(columns) or datasette_atom.can_render_atom(columns)
+
+
+async def render_feed(
+    datasette, request, sql, columns, rows, database, table, query_name, view_name, data
+):
+    if not (database == ARCHIVE_NAME and query_name == FEED_QUERY):
+        return datasette_atom.render_atom(
+            datasette, request, sql, columns, rows, database, table, query_name, view_name, data
+        )
+    atom_columns = [FEED_COLUMNS.get(c, c) for c in columns]
+    atom_rows = [dict(zip(atom_columns, row, strict=True)) for row in rows]
+    response = datasette_atom.render_atom(
+        datasette,
+        request,
+        sql,
+        atom_columns,
+        atom_rows,
+        database,
+        table,
+        query_name,
+        view_name,
+        data,
+    )
+    config = (datasette.plugin_config(PLUGIN_NAME) or {}).get("feed") or {}
+    response.body = feed_with(response.body, config)
+    return response
+
+
+def feed_with(body: bytes | str, config: dict) -> bytes:
+    """The Atom document with the feed's own id and author from the metadata, in place of the
+    URL it was requested at (which changes with the host serving it)."""
+    feed = lxml.etree.fromstring(body.encode() if isinstance(body, str) else body)
+    feed_id = feed.find(f"{ATOM}id")
+    if config.get("id") and feed_id is not None:
+        feed_id.text = config["id"]
+    if config.get("author") and feed.find(f"{ATOM}author") is None:
+        author = lxml.etree.Element(f"{ATOM}author")
+        lxml.etree.SubElement(author, f"{ATOM}name").text = config["author"]
+        if config.get("author_uri"):
+            lxml.etree.SubElement(author, f"{ATOM}uri").text = config["author_uri"]
+        feed.insert(feed.index(feed_id) + 1 if feed_id is not None else 0, author)
+    return lxml.etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
 # The pages that lead with the archive's own ways in (templates/_micropause_start.html), and
 # how many programs they name before linking to the rest.
 START_TEMPLATES = frozenset({"index.html", f"database-{ARCHIVE_NAME}.html"})
 START_PROGRAMS = 30
 
 
+LESSON_TEMPLATE = f"row-{ARCHIVE_NAME}-lessons.html"
+# Players whose embed URL is the archived video_url itself, so the page can offer it in place.
+EMBEDDABLE = frozenset({"vimeo", "youtube"})
+
+
 @hookimpl
-def extra_template_vars(template, datasette):
-    if template not in START_TEMPLATES or ARCHIVE_NAME not in datasette.databases:
+def extra_template_vars(template, datasette, request):
+    if ARCHIVE_NAME not in datasette.databases:
+        return None
+    if template == LESSON_TEMPLATE and request is not None:
+        return lambda: lesson_page(datasette, request.url_vars.get("pks", ""))
+    if template not in START_TEMPLATES:
         return None
 
     async def start() -> dict:
@@ -354,16 +461,73 @@ def extra_template_vars(template, datasette):
     return start
 
 
+async def lesson_page(datasette: Datasette, pks: str) -> dict:
+    """What a lesson's own page shows besides its row: its program and part, the parts before
+    and after it, its versions and its captures."""
+    database = datasette.get_database(ARCHIVE_NAME)
+    (lesson_id,) = urlsafe_components(pks) or [None]
+    row = (await database.execute(LESSON_PAGE_SQL, [lesson_id])).first()
+    if row is None:
+        return {}
+    lesson = dict(row)
+    program = None
+    if lesson["program_id"] is not None and lesson["part"] is not None:
+        neighbours = {}
+        for side, part in (("previous", lesson["part"] - 1), ("next", lesson["part"] + 1)):
+            if 1 <= part <= (lesson["last_part"] or 0):
+                found = (
+                    await database.execute(LESSON_PART_SQL, [lesson["program_id"], part])
+                ).first()
+                neighbours[side] = {"part": part, **(dict(found) if found else {})}
+        program = {
+            "name": lesson["program"],
+            "syllabus": syllabus_url(datasette, ARCHIVE_NAME, lesson["program_slug"]),
+            "part": lesson["part"],
+            "of": lesson["last_part"],
+            **neighbours,
+        }
+    versions = [
+        {**dict(v), "changed": _json_list(v["changed"])}
+        for v in (await database.execute(LESSON_VERSIONS_SQL, [lesson_id])).rows
+    ]
+    captures = [
+        {**dict(c), "page": datasette.urls.row(ARCHIVE_NAME, "pages", tilde_encode(c["url"]))}
+        for c in (await database.execute(LESSON_CAPTURES_SQL, [lesson["url"]])).rows
+    ]
+    return {
+        "micropause_lesson": {
+            **lesson,
+            "description_html": paragraphs(lesson["description"] or ""),
+            "embeddable": lesson["video_provider"] in EMBEDDABLE,
+            "program_info": program,
+            "versions": versions,
+            "captures": captures,
+        }
+    }
+
+
+def _json_list(text: str | None) -> list:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
 @hookimpl
 def render_cell(row, value, column, table, database, datasette):
     if database != ARCHIVE_NAME or value is None:
         return None
-    if column == "description" and isinstance(value, str):
-        return paragraphs(value)
-    if table is None and column == "passage" and isinstance(value, str):
-        return highlighted(value)
     # The columns a link needs may have been left out with ?_col= / ?_nocol=.
     shown = set(row.keys())
+    if column == "description" and isinstance(value, str):
+        if table in LESSON_TABLES and "id" in shown:
+            return excerpt(value, datasette.urls.row(database, "lessons", row["id"]))
+        return paragraphs(value)
+    if table in LESSON_TABLES and column == "video_url" and isinstance(value, str):
+        return video_link(value, row, shown)
+    if table is None and column == "passage" and isinstance(value, str):
+        return highlighted(value)
     if table == "programs" and column == "name" and "slug" in shown:
         return link(syllabus_url(datasette, database, row["slug"]), value, SYLLABUS_TITLE)
     if table == "programs" and column == "parts_missing":

@@ -21,7 +21,7 @@ from .errors import ArchiveError
 from .extract import RawLesson
 from .frontier import UrlScope
 from .normalise import normalise
-from .page import read_page
+from .page import listed_thumbnails, read_page
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def lessons_from_captures(
 ) -> tuple[dict[str, RawLesson], int]:
     """The newest capture of each lesson page, read exactly as a crawl reads it."""
     lessons: dict[str, RawLesson] = {}
+    thumbnails: dict[str, str] = {}
     scopes: dict[str, UrlScope] = {}
     clean: set[str] = set()
     read = 0
@@ -46,12 +47,19 @@ def lessons_from_captures(
         host = urlsplit(captured.url).netloc
         scope = scopes.get(host) or scopes.setdefault(host, UrlScope(config, captured.url))
         content_type = header(captured.headers, "content-type")
-        if captured.status != 200 or scope.kind(captured.url) != "lesson":
+        kind = scope.kind(captured.url)
+        if captured.status != 200 or kind not in ("lesson", "listing"):
             continue
         if not is_html(content_type):
             continue
         page = read_page(captured.url, captured.body, content_type, scope, config.selectors)
+        # Newest captures come last: the thumbnails they show replace older ones.
+        found: dict[str, str] = {}
+        listed_thumbnails(page.page, scope, found)
+        thumbnails.update(found)
         lesson = page.lesson
+        if kind != "lesson":
+            continue
         # Captures keep every response, including a corrupted one the crawl then retried: a
         # body with replaced bytes is used only while no clean capture of the page exists.
         if lesson is None:
@@ -64,6 +72,9 @@ def lessons_from_captures(
         lessons[path] = lesson
         if not page.replaced:
             clean.add(path)
+    lessons = {
+        path: lesson.with_thumbnail(thumbnails.get(lesson.url)) for path, lesson in lessons.items()
+    }
     return lessons, read
 
 

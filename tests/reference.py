@@ -7,7 +7,11 @@ they cannot fall behind the code. ``--check`` writes nothing and exits 1 when on
   ``LESSON_COLUMNS``/``PROGRAM_COLUMNS`` in pipeline/archive/schema.py for the researchers'
   tables, the ``columns:`` of config/metadata.yml for the others.
 
-tests/test_docs.py fails when a committed file differs from what this writes.
+- README.md's tour is what its commands print, replayed against the fixture site
+  (tests/tour.py); its syllabus query is of the program with a gap.
+
+tests/test_docs.py fails when a committed file differs from what this writes, and
+tests/test_tour.py when the README's tour does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pipeline import hosted
 from pipeline.archive.schema import LESSON_COLUMNS, PROGRAM_COLUMNS, migrations
 from pipeline.cli import main as micropause
 from pipeline.publish import ARCHIVE_NAME, load_metadata
+from tests.tour import BLOCKS, Tour, comparable, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = "make docs"
@@ -141,9 +146,10 @@ def render_schema_tables() -> str:
 # -- files -----------------------------------------------------------------------------------
 
 
-def _spliced(path: Path, name: str, render: Callable[[], str]) -> str:
-    """``path``'s text with the part between its markers for ``name`` rendered again."""
-    text = path.read_text(encoding="utf-8")
+def _spliced(path: Path, name: str, render: Callable[[], str], text: str | None = None) -> str:
+    """``path``'s text (or ``text``) with the part between its markers for ``name`` rendered
+    again."""
+    text = path.read_text(encoding="utf-8") if text is None else text
     begin = BEGIN.format(name=name)
     try:
         head, rest = text.split(begin + "\n", 1)
@@ -151,6 +157,24 @@ def _spliced(path: Path, name: str, render: Callable[[], str]) -> str:
     except ValueError:
         raise SystemExit(f"{path}: no generated part for {name} ({begin} … {END})") from None
     return f"{head}{begin}\n{render()}{END}{tail}"
+
+
+# -- README.md's tour -------------------------------------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def tour_part(block: str) -> str:
+    return f"a replay of the tour ({block})"
+
+
+def readme_with(tour: Tour) -> str:
+    """README.md with each of the tour's blocks as the replay printed it."""
+    text = README.read_text(encoding="utf-8")
+    for block in BLOCKS:
+        code = f"```\n{tour.blocks[block]}\n```\n"
+        text = _spliced(README, tour_part(block), lambda code=code: code, text)
+    return text
 
 
 def expected() -> dict[Path, str]:
@@ -167,6 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
     stale = []
+    # The tour is a real run: what differs between two honest runs (a duration, a date) does
+    # not make it stale.
+    readme = readme_with(replay())
+    if comparable(readme) != comparable(README.read_text(encoding="utf-8")):
+        stale.append(README.relative_to(ROOT))
+        if not args.check:
+            README.write_text(readme, encoding="utf-8")
     for path, text in expected().items():
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue

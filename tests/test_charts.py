@@ -57,5 +57,5 @@ def test_program_parts_show_the_gap_the_site_has(datasette):
 def test_crawl_history_has_each_run_fetched_not_modified_failed(datasette, recrawled_archive):
     rows = chart_rows(datasette, "crawl-history")
     second = {r["pages"]: r["count"] for r in rows if r["run"] == recrawled_archive.second_run}
-    assert set(second) == {"fetched", "not modified", "failed"}
+    assert set(second) == {"fetched in full", "not modified", "failed"}
     assert second["not modified"] > 0 and second["failed"] == 0

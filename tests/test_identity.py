@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -195,13 +196,19 @@ def test_the_site_crawled_on_another_port_keeps_every_lessons_history(db_path):
         [B],
     )
     assert edited["event"] == "changed"
-    assert json.loads(edited["new"]) == {
-        "title": "Feet on the ground, moved",
-        "url": after[B]["url"],
-    }
+    edit = json.loads(edited["new"])
+    assert edit["title"] == "Feet on the ground, moved"
+    assert edit["url"] == after[B]["url"]
+    # A move changes the lesson's URL and the media the site itself serves (its thumbnail),
+    # each to the same path on the new host, and nothing else.
+    movable = {"url", "thumbnail_url", "video_url"}
     for move in moves:
-        assert json.loads(move["old"]) == {"url": before[move["slug"]]["url"]}
-        assert json.loads(move["new"]) == {"url": after[move["slug"]]["url"]}
+        old, new = json.loads(move["old"]), json.loads(move["new"])
+        assert "url" in old and old.keys() == new.keys() <= movable
+        for field in old:
+            assert old[field] == before[move["slug"]][field]
+            assert new[field] == after[move["slug"]][field]
+            assert urlsplit(old[field]).path == urlsplit(new[field]).path
     assert query(db_path, "select count(*) n from lesson_versions where event = 'removed'") == [
         {"n": 0}
     ]

@@ -143,4 +143,4 @@ def test_the_installed_command_crawls_exports_and_serves_from_an_empty_directory
     assert found.status_code == 200
     assert len(found.json()) == lessons
     assert "Micro Pause lesson archive" in home.text  # the packaged metadata
-    assert "Lessons mentioning a phrase" in lessons_page.text  # the packaged templates
+    assert "lessons mentioning a phrase" in lessons_page.text  # the packaged templates

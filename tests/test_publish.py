@@ -193,7 +193,7 @@ def test_home_and_lessons_pages_carry_the_project_metadata(datasette):
         "program_lessons": "Lessons of a program, in order",
         "recent": "Lessons first seen in the last N days",
         "search": "Lessons mentioning a phrase",
-        "runs": "Crawl runs and their health",
+        "run_health": "Crawl runs and their health",
         "diff": "What changed between two runs",
         "changes": "Micro Pause lessons added, changed and removed",
     }
@@ -377,7 +377,7 @@ def test_recent_lists_lessons_first_seen_in_the_last_n_days(crawled_archive, tmp
 
 
 def test_runs_query_reports_each_run_and_its_health(datasette, crawled_archive):
-    (run,) = rows(datasette, "/micropause/runs.json?_shape=array")
+    (run,) = rows(datasette, "/micropause/run_health.json?_shape=array")
     assert run["status"] == "ok"
     assert run["crawl"] == "complete"
     assert run["health"] == "healthy"

@@ -54,6 +54,10 @@ __all__ = [
     "LESSON_COLUMNS",
     "PROGRAM_COLUMNS",
     "LESSON_COUNTS_SQL",
+    "LESSON_CAPTURES_SQL",
+    "LESSON_PAGE_SQL",
+    "LESSON_PART_SQL",
+    "LESSON_VERSIONS_SQL",
     "PROGRAM_COUNT_SQL",
     "PROGRAM_SLUG_SQL",
     "START_PROGRAMS_SQL",
@@ -84,7 +88,8 @@ T = TypeVar("T")
 _SNAPSHOT_LESSONS = """
     SELECT lessons.id, lessons.url, lessons.slug, lessons.program_id, programs.name,
            lessons.part, lessons.subtitle, lessons.title, lessons.description, lessons.author,
-           lessons.published, lessons.first_seen, lessons.last_seen, lessons.removed_at,
+           lessons.published, lessons.video_url, lessons.video_provider, lessons.video_id,
+           lessons.thumbnail_url, lessons.first_seen, lessons.last_seen, lessons.removed_at,
            lessons.content_hash
     FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
     ORDER BY programs.name IS NULL, programs.name, programs.slug, lessons.part IS NULL,
@@ -106,6 +111,23 @@ START_PROGRAMS_SQL = "SELECT slug, name, lesson_count FROM programs ORDER BY nam
 PROGRAM_COUNT_SQL = "SELECT count(*) FROM programs"
 LESSON_COUNTS_SQL = "SELECT count(*), count(removed_at) FROM lessons"
 PROGRAM_SLUG_SQL = "SELECT slug FROM programs WHERE id = ?"
+# A lesson's own page (Datasette's row page of lessons): the lesson with its program and the
+# program's highest part, the lessons before and after it, its versions and its captures.
+LESSON_PAGE_SQL = """
+    SELECT lessons.*, programs.name AS program, programs.slug AS program_slug,
+           (SELECT max(part) FROM lessons l WHERE l.program_id = lessons.program_id) AS last_part
+    FROM lessons LEFT JOIN programs ON programs.id = lessons.program_id
+    WHERE lessons.id = ?"""
+LESSON_PART_SQL = """
+    SELECT id, title, subtitle, part, removed_at FROM lessons
+    WHERE program_id = ? AND part = ?
+    ORDER BY removed_at IS NOT NULL, published, id LIMIT 1"""
+LESSON_VERSIONS_SQL = """
+    SELECT version, run_id, observed_at, event, changed FROM lesson_versions
+    WHERE lesson_id = ? ORDER BY version"""
+LESSON_CAPTURES_SQL = """
+    SELECT url, kind, status, fetched_at, capture_file, capture_date, capture_record_id
+    FROM pages WHERE url = ? AND capture_file IS NOT NULL"""
 
 
 class Archive:

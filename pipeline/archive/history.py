@@ -4,6 +4,7 @@ captures. Plain functions over one connection; the caller holds the transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Iterable
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database
 
 from ..captures import CaptureRef
-from ..normalise import Lesson, programs_of, slugify, split_title
+from ..normalise import Lesson, on_host_path, programs_of, slugify, split_title
 from .records import LessonChanges, PageRecord
 from .schema import LESSON_CONTENT
 
@@ -26,6 +27,10 @@ _LESSON_FIELDS = (
     "description",
     "author",
     "published",
+    "video_url",
+    "video_provider",
+    "video_id",
+    "thumbnail_url",
     "last_seen",
     "removed_at",
     "content_hash",
@@ -70,6 +75,11 @@ def save_lessons(
     for lesson in lessons:
         if lesson.program_slug and lesson.program_slug not in program_ids:
             program_ids.update(ensure_programs(db, [lesson.program_slug]))
+        before = stored.take(lesson.url)
+        if lesson.thumbnail_url is None and before is not None and before[4] is not None:
+            # The listings that show a lesson's thumbnail may not have been read this run
+            # (304s, listings proven rather than walked): not seeing it is not its removal.
+            lesson = dataclasses.replace(lesson, thumbnail_url=before[4])
         row = {
             "url": lesson.url,
             "slug": lesson.slug,
@@ -80,17 +90,20 @@ def save_lessons(
             "description": lesson.description,
             "author": lesson.author,
             "published": lesson.published,
+            "video_url": lesson.video_url,
+            "video_provider": lesson.video_provider,
+            "video_id": lesson.video_id,
+            "thumbnail_url": lesson.thumbnail_url,
             "last_seen": now,
             "removed_at": None,
             "content_hash": lesson.content_hash,
         }
-        before = stored.take(lesson.url)
         if before is None:
             lesson_id = conn.execute(_INSERT_LESSON, [*row.values(), now]).lastrowid
             _version(db, lesson_id, run_id, now, "created", {}, _content(row), version=1)
             new += 1
             continue
-        lesson_id, url, content_hash, removed_at = before
+        lesson_id, url, content_hash, removed_at, _thumbnail = before
         if not observed:
             del row["last_seen"], row["removed_at"]
             removed_at = None
@@ -101,11 +114,12 @@ def save_lessons(
             old = {**dict(zip(LESSON_CONTENT, values, strict=True)), "url": url}
             new_values = {**_content(row), "url": lesson.url}
             changes = {k: v for k, v in new_values.items() if old[k] != v}
+            move = _moved(old, new_values)
             event = "restored" if removed_at is not None else "changed"
-            event = "moved" if changes.keys() == {"url"} and removed_at is None else event
+            event = "moved" if changes.keys() <= move and removed_at is None else event
             event = event if observed else "reparsed"
             _version(db, lesson_id, run_id, now, event, {k: old[k] for k in changes}, changes)
-            changed += bool(changes.keys() - {"url"})
+            changed += bool(changes.keys() - move)
             moved += "url" in changes
             restored += removed_at is not None
         conn.execute(
@@ -115,7 +129,7 @@ def save_lessons(
     for url in unchanged:
         if (before := stored.take(url)) is None:
             continue
-        lesson_id, old_url, _hash, _removed = before
+        lesson_id, old_url, _hash, _removed, _thumbnail = before
         if old_url != url:
             _version(db, lesson_id, run_id, now, "moved", {"url": old_url}, {"url": url})
             moved += 1
@@ -132,6 +146,21 @@ def save_lessons(
     return LessonChanges(new=new, changed=changed, removed=removed, restored=restored, moved=moved)
 
 
+# What a move of the site changes: the lesson's URL and the media its own host serves (a
+# listing's thumbnail under /wp-content/uploads/), each on the same path under the new host.
+_MOVABLE = ("url", "video_url", "thumbnail_url")
+
+
+def _moved(old: dict, new: dict) -> set[str]:
+    """The fields that differ between ``old`` and ``new`` only as the lesson's host does."""
+    old_host, new_host = urlsplit(old["url"]).netloc, urlsplit(new["url"]).netloc
+    return {
+        k
+        for k in _MOVABLE
+        if old[k] != new[k] and on_host_path(old[k], old_host) == on_host_path(new[k], new_host)
+    }
+
+
 def lesson_path(url: str) -> str:
     """A lesson's identity: its URL's path, whatever scheme, host and port it was read from."""
     return urlsplit(url).path
@@ -146,7 +175,9 @@ class StoredLessons:
     def __init__(self, conn):
         self._by_url: dict[str, tuple] = {}
         self._by_path: dict[str, list[str]] = {}
-        rows = conn.execute("SELECT id, url, content_hash, removed_at FROM lessons ORDER BY id")
+        rows = conn.execute(
+            "SELECT id, url, content_hash, removed_at, thumbnail_url FROM lessons ORDER BY id"
+        )
         for row in rows:
             self._by_url[row[1]] = row
             # Newest last: a path stored twice resolves to the lesson stored last.
@@ -154,7 +185,7 @@ class StoredLessons:
         self._taken: set[str] = set()
 
     def take(self, url: str) -> tuple | None:
-        """(id, stored url, content_hash, removed_at) of the lesson ``url`` names, or None."""
+        """(id, stored url, content_hash, removed_at, thumbnail_url) of the lesson ``url`` names, or None."""
         if url in self._by_url and url not in self._taken:
             return self._claim(url)
         for stored in reversed(self._by_path.get(lesson_path(url), [])):

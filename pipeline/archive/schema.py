@@ -16,7 +16,16 @@ from sqlite_utils.migrations import Migrations
 from ..errors import ArchiveError
 
 DEFAULT_DB = Path("archive/micropause.db")
-LESSON_CONTENT = ("title", "description", "author", "published")
+LESSON_CONTENT = (
+    "title",
+    "description",
+    "author",
+    "published",
+    "video_url",
+    "video_provider",
+    "video_id",
+    "thumbnail_url",
+)
 
 migrations = Migrations("micropause")
 
@@ -51,6 +60,14 @@ LESSON_COLUMNS = (
     ),
     Column("author", "string", "Author shown on the page."),
     Column("published", "date", "Publication date shown on the page (ISO 8601)."),
+    Column("video_url", "string", "The video player its page embeds (the URL, as published)."),
+    Column("video_provider", "string", "vimeo or youtube; empty for any other player or file."),
+    Column("video_id", "string", "The video's id at its provider (Vimeo's or YouTube's)."),
+    Column(
+        "thumbnail_url",
+        "string",
+        "Its thumbnail image: from its own page, else from the listings that show it.",
+    ),
     Column("first_seen", "datetime", "When a run first found the lesson (UTC)."),
     Column("last_seen", "datetime", "When a run last found the lesson (UTC)."),
     Column(
@@ -62,7 +79,8 @@ LESSON_COLUMNS = (
     Column(
         "content_hash",
         "string",
-        "sha256 of title, description, author and published: changes exactly when they do.",
+        "sha256 of title, description, author, published, video and thumbnail: changes exactly "
+        "when they do.",
     ),
 )
 PROGRAM_COLUMNS = (
@@ -221,6 +239,15 @@ def m006_lessons_not_read(db: Database) -> None:
     # A lesson is marked removed only when its own URL answers 404 or 410; one the run did
     # not read is kept as last archived, and the run says why (robots.txt, failed, stopped).
     db.execute("ALTER TABLE runs ADD COLUMN not_read TEXT")
+
+
+@migrations()
+def m010_lesson_media(db: Database) -> None:
+    # Each lesson's video (the player's URL, its provider and id) and thumbnail. Lessons
+    # stored before keep NULLs until their page changes or `micropause reparse` reads them
+    # from the captures.
+    for column in ("video_url", "video_provider", "video_id", "thumbnail_url"):
+        db.execute(f"ALTER TABLE lessons ADD COLUMN {column} TEXT")
 
 
 def now_iso() -> str:

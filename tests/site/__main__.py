@@ -34,6 +34,8 @@ def serve(args: argparse.Namespace) -> int:
         latency=args.latency,
         sitemap=not args.no_sitemap,
     )
+    if not started(site):
+        return 1
     with site:
         print(f"Fixture site running at {site.url}/ (Ctrl-C to stop)", flush=True)
         try:
@@ -41,6 +43,21 @@ def serve(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nStopping.", flush=True)
     return 0
+
+
+def started(site: FixtureSite) -> bool:
+    """Start the site, or say in one line why it cannot listen (a port taken, say)."""
+    try:
+        site.start()
+    except OSError as exc:
+        print(
+            f"error: cannot serve the fixture site on {site.host}:{site.port}: "
+            f"{exc.strerror or exc} (choose another with --port)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,9 +72,14 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """What `make demo` runs: the same commands a user types, against the local copy."""
+    """What `make demo` runs: the same commands a user types, against the local copy. The
+    local copy stays up while Datasette serves, so the lessons' links lead somewhere; Ctrl-C
+    stops both."""
     micropause = str(Path(sys.executable).with_name("micropause"))
-    with FixtureSite(port=args.port) as site:
+    site = FixtureSite(port=args.port)
+    if not started(site):
+        return 1
+    with site:
         crawl = [
             micropause,
             "crawl",
@@ -72,15 +94,19 @@ def demo(args: argparse.Namespace) -> int:
         ]
         print(f"Local copy of the site at {site.url}/", flush=True)
         print("$ " + " ".join(crawl), flush=True)
-        crawled = subprocess.run(crawl, check=False)
-    if crawled.returncode != 0 or args.no_serve:
-        return crawled.returncode
-    serve_cmd = [micropause, "serve", "--db", args.db, "--port", str(args.serve_port)]
-    print("$ " + " ".join(serve_cmd), flush=True)
-    try:
-        return subprocess.run(serve_cmd, check=False).returncode
-    except KeyboardInterrupt:
-        return 0
+        try:
+            crawled = subprocess.run(crawl, check=False)
+        except KeyboardInterrupt:
+            return 130  # the crawl records its run as interrupted
+        if crawled.returncode != 0 or args.no_serve:
+            return crawled.returncode
+        serve_cmd = [micropause, "serve", "--db", args.db, "--port", str(args.serve_port)]
+        print(f"The local copy stays up at {site.url}/ while the archive is served.", flush=True)
+        print("$ " + " ".join(serve_cmd), flush=True)
+        try:
+            return subprocess.run(serve_cmd, check=False).returncode
+        except KeyboardInterrupt:
+            return 0  # serve stops on Ctrl-C, and the site with it
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_serve_parser, add_demo_parser]

@@ -44,6 +44,7 @@ class LessonLike(Protocol):
     description: list[str]
     listing_description: list[str]
     post_id: int
+    video: str
 
 
 def texturize(text: str, *, attr: bool = False) -> str:
@@ -204,10 +205,42 @@ def _pagenavi(base: str, slug: str, page: int, pages: int) -> str:
     return f'<div class="wp-pagenavi" role="navigation">\n{inner}\n</div>'
 
 
+def thumbnail_url(base: str, lesson: LessonLike, size: str = "400x250") -> str:
+    """Where WordPress keeps a lesson's featured image, in one of its sizes."""
+    year, month = lesson.published[:4], lesson.published[5:7]
+    return f"{base}/wp-content/uploads/{year}/{month}/{lesson.slug}-{size}.jpg"
+
+
+def vimeo_id(lesson: LessonLike) -> int:
+    return 700_000_000 + lesson.post_id * 7919
+
+
+_VIDEO_FILES = (".mp4", ".webm", ".ogv", ".mov")
+
+
+def _video_box(base: str, lesson: LessonLike) -> str:
+    """Divi's video module: a player's iframe, or a <video> for a file in the media library."""
+    video = lesson.video
+    if video.endswith(_VIDEO_FILES) and not video.startswith(("http://", "https://")):
+        return (
+            f'<div class="et_pb_video_box"><video controls><source type="video/mp4" '
+            f'src="{base}{escape(video)}" /></video></div>'
+        )
+    src = (
+        escape(video)
+        if video
+        else f"https://player.vimeo.com/video/{vimeo_id(lesson)}?dnt=1&amp;app_id=122963"
+    )
+    return (
+        f'<div class="et_pb_video_box"><iframe title="{texturize(lesson.title, attr=True)}" '
+        f'width="1080" height="608" src="{src}" frameborder="0" allow="autoplay; fullscreen; '
+        'picture-in-picture; clipboard-write" allowfullscreen></iframe></div>'
+    )
+
+
 def _listing_item(base: str, item: LessonLike, index: int) -> str:
     url = lesson_url(base, item.slug)
-    year, month = item.published[:4], item.published[5:7]
-    thumb = f"{base}/wp-content/uploads/{year}/{month}/{item.slug}-400x250.jpg"
+    thumb = thumbnail_url(base, item)
     paras = "\n".join(f"<p>{texturize(p)}</p>" for p in item.listing_description)
     classes = _post_classes(item, f"clearfix et_pb_blog_item_0_{index}")
     return f"""			<article id="post-{item.post_id}" class="{classes}">
@@ -222,9 +255,17 @@ def _listing_item(base: str, item: LessonLike, index: int) -> str:
 
 
 def lesson_page(
-    base: str, lesson: LessonLike, items: Sequence[LessonLike], page: int, pages: int
+    base: str,
+    lesson: LessonLike,
+    items: Sequence[LessonLike],
+    page: int,
+    pages: int,
+    *,
+    own_thumbnail: bool = False,
 ) -> str:
-    """A lesson page; ``items`` are the listing items shown on listing page ``page``."""
+    """A lesson page; ``items`` are the listing items shown on listing page ``page``. With
+    ``own_thumbnail``, the page shows the lesson's featured image under its title, as Divi
+    does when the theme's "show thumbnails on posts" option is on."""
     canonical = lesson_url(base, lesson.slug, page)
     links = []
     if page > 1:
@@ -234,7 +275,12 @@ def lesson_page(
     author = texturize(lesson.author)
     author_url = f"{base}/author/{term_slug(lesson.author)}/"
     description = "\n".join(f"<p>{texturize(p)}</p>" for p in lesson.description)
-    vimeo_id = 700_000_000 + lesson.post_id * 7919
+    featured = (
+        f'<img src="{thumbnail_url(base, lesson, "1080x675")}" alt="" class="" width="1080" '
+        'height="675" />'
+        if own_thumbnail
+        else ""
+    )
     articles = "\n".join(_listing_item(base, item, i) for i, item in enumerate(items))
     navi = _pagenavi(base, lesson.slug, page, pages) if items else ""
     body_class = f"video-template-default single single-video postid-{lesson.post_id}"
@@ -249,7 +295,7 @@ def lesson_page(
 							<h1 class="entry-title">{texturize(lesson.title)}</h1>
 
 						<p class="post-meta"> by <span class="author vcard"><a href="{author_url}" title="Posts by {texturize(lesson.author, attr=True)}" rel="author">{author}</a></span> | <span class="published">{display_date(lesson.published)}</span></p>
-												</div>
+{featured}												</div>
 
 				<div class="entry-content">
 				<div class="et-l et-l--post">
@@ -258,7 +304,7 @@ def lesson_page(
 				<div class="et_pb_row et_pb_row_0">
 				<div class="et_pb_column et_pb_column_4_4 et_pb_column_0  et_pb_css_mix_blend_mode_passthrough et-last-child">
 				<div class="et_pb_module et_pb_video et_pb_video_0">
-				<div class="et_pb_video_box"><iframe title="{texturize(lesson.title, attr=True)}" width="1080" height="608" src="https://player.vimeo.com/video/{vimeo_id}?dnt=1&amp;app_id=122963" frameborder="0" allow="autoplay; fullscreen; picture-in-picture; clipboard-write" allowfullscreen></iframe></div>
+				{_video_box(base, lesson)}
 			</div><div class="et_pb_module et_pb_text et_pb_text_0  et_pb_text_align_left et_pb_bg_layout_light">
 				<div class="et_pb_text_inner">{description}</div>
 			</div><div class="et_pb_module et_pb_text et_pb_text_1  et_pb_text_align_left et_pb_bg_layout_light">

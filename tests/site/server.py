@@ -111,6 +111,10 @@ class Lesson:
     listing_description: list[str] = field(default_factory=list)
     listed: bool = True  # False: the page exists but no listing or sitemap links to it
     post_id: int = 0  # 0 lets publish() pick the next id
+    # The video its page embeds: "" is the site's usual Vimeo player (an id derived from
+    # post_id); an http(s) URL is embedded as that player's iframe; a path ending in a video
+    # file's extension is a self-hosted <video>. edit(slug, video=…) changes it between crawls.
+    video: str = ""
 
 
 @dataclass
@@ -283,6 +287,7 @@ class FixtureSite:
         extra_listed: Mapping[str, list[str]] | None = None,
         canonicals: Mapping[str, str] | None = None,
         link_base: str | None = None,
+        own_thumbnails: bool = False,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
@@ -291,6 +296,9 @@ class FixtureSite:
         self.extra_listed = dict(extra_listed or {})
         self.canonicals = dict(canonicals or {})
         self.link_base = link_base
+        # True: a lesson's page shows its own featured image too, as Divi does when the theme
+        # option is on (the real site's pages show it only in other lessons' listings).
+        self.own_thumbnails = own_thumbnails
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -672,7 +680,9 @@ class FixtureSite:
         if not 1 <= page <= pages:
             return self._not_found(base)
         shown = items[(page - 1) * self.per_page : page * self.per_page]
-        html = render.lesson_page(base, lesson, shown, page, pages)
+        html = render.lesson_page(
+            base, lesson, shown, page, pages, own_thumbnail=self.own_thumbnails
+        )
         if page == 1 and slug in self.canonicals:
             claimed = self.canonicals[slug].replace("{url}", base)
             html = html.replace(
