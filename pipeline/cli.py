@@ -40,6 +40,15 @@ def as_text(value: object) -> Text:
     return Text(str(value).translate(_CONTROLS))
 
 
+def shown_path(path: Path) -> Path:
+    """``path`` as the user would name it: relative to the working directory when it is inside
+    it (the archive's files are found from its real, resolved path)."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def say(console: Console, value: object) -> None:
     console.print(as_text(value))
 
@@ -382,7 +391,8 @@ def export(db_path, out_dir, formats):
     counts = snapshot.counts
     say(
         out,
-        f"snapshot {snapshot.path} of run {snapshot.run_id}: {counts['lessons']} lessons "
+        f"snapshot {shown_path(snapshot.path)} of run {snapshot.run_id}: "
+        f"{counts['lessons']} lessons "
         f"({counts['lessons_removed']} removed), {counts['programs']} programs; "
         f"{len(snapshot.files) + 1} files, checksums in manifest.json",
     )
