@@ -48,6 +48,7 @@ class Fetched:
     http_version: str
     fetched_at: str
     raw: bytes | None = None  # the body as transferred, before Content-Encoding is undone
+    ip_address: str | None = None  # the server's address, where the connection tells it
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
@@ -294,13 +295,16 @@ class Fetcher:
             raw = b"".join(chunks)
             encoding = response.headers.get("content-encoding", "").strip().lower()
             return Fetched(
+                ip_address=_server_address(response),
                 url=url,
                 status=response.status_code,
                 headers=tuple(response.headers.multi_items()),
                 body=_decompress(url, raw, encoding, cap),
                 request_headers=tuple(response.request.headers.multi_items()),
                 http_version=response.http_version,
-                fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                # Microseconds: two fetches of one URL within a second (two runs, a retry) must
+                # still sort in the order they happened, in the WARC and in replay tools.
+                fetched_at=datetime.now(UTC).isoformat(timespec="microseconds"),
                 raw=raw,
             )
 
@@ -382,6 +386,17 @@ def _decompress(url: str, raw: bytes, encoding: str, cap: int) -> bytes:
             raise _Retryable(f"truncated {encoding} body ({len(raw)} bytes)")
         return body
     raise _Retryable(f"corrupt {encoding} body")
+
+
+def _server_address(response: httpx.Response) -> str | None:
+    """The IP address the exchange went to (WARC-IP-Address), or None where the transport
+    does not say."""
+    stream = response.extensions.get("network_stream")
+    try:
+        address = stream.get_extra_info("server_addr") if stream is not None else None
+    except Exception:  # a transport's own extension: it may not know the key
+        return None
+    return str(address[0]) if isinstance(address, tuple) and address else None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import Archive, RunCounts, RunOutcome, run_status
-from .captures import CaptureWriter
+from .captures import CaptureWriter, warcinfo_fields
 from .config import Config
 from .crawl import CrawlResult, Progress, crawl
 from .errors import ArchiveWriteError, HealthCheckFailed
@@ -45,7 +45,7 @@ def crawl_into_archive(
     conditionally. A run that fails a health check is saved as 'unhealthy' and raises
     HealthCheckFailed."""
     with Archive.open(db_path) as archive, archive.recorded_run(config.site.start_urls) as run_id:
-        with _captures(archive, run_id) as capture:
+        with _captures(archive, run_id, warcinfo_fields(config)) as capture:
             result = crawl(
                 config,
                 known=archive.known_pages(),
@@ -103,14 +103,15 @@ class _captures:
     """The run's WARC writer for the block: a capture that cannot be written (disk full) stops
     the run as an ArchiveWriteError, and nothing else is written."""
 
-    def __init__(self, archive: Archive, run_id: int):
+    def __init__(self, archive: Archive, run_id: int, info: dict[str, str]):
         self.directory = archive.layout.captures
         self.run_id = run_id
         self.earlier = archive.earlier_captures()
+        self.info = info
 
     def __enter__(self) -> _captures:
         try:
-            self.writer = CaptureWriter(self.directory, self.run_id, self.earlier)
+            self.writer = CaptureWriter(self.directory, self.run_id, self.earlier, self.info)
         except OSError as exc:
             raise self._error(exc) from None
         self.name, self.path, self.latest = self.writer.name, self.writer.path, self.writer.latest
