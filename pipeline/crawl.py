@@ -20,6 +20,7 @@ from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
 from .page import read_page
+from .requisites import RequisiteScope, is_versioned, page_requisites, stylesheet_requisites
 
 log = logging.getLogger("micropause.crawl")
 
@@ -45,6 +46,12 @@ class CrawlResult:
     # How the lessons' listings were settled: walked to their end, or proven from page 1.
     listings: ListingCounts = field(default_factory=ListingCounts)
     listings_settled: bool = True
+    # Page requisites (stylesheets, scripts, fonts, images) fetched this run, apart from the
+    # pages: one that fails is recorded, but the run's pages, health and completeness do not
+    # depend on them. A versioned one captured in an earlier run is not asked again.
+    requisites: dict[str, PageRecord] = field(default_factory=dict)
+    requisite_stats: FetchStats = field(default_factory=FetchStats)
+    requisites_kept: int = 0  # versioned requisites already captured, not asked again
 
     @property
     def fetched(self) -> int:
@@ -98,7 +105,11 @@ class Crawl:
         self._done = 0
         self._failed = 0
         self._started = 0
-        self.result = CrawlResult(lessons={}, pages={}, stats=fetcher.stats)
+        self.requisite_scope = RequisiteScope(config, config.site.start_urls[0])
+        self._requisites_seen: set[str] = set()
+        self.result = CrawlResult(
+            lessons={}, pages={}, stats=fetcher.stats, requisite_stats=fetcher.requisite_stats
+        )
 
     async def run(self) -> CrawlResult:
         """Crawl until the frontier is empty or the run's deadline passes. One page's error is
@@ -225,6 +236,8 @@ class Crawl:
         )
         record.listed = len(read.page.listed)
         record.warning = "; ".join(read.warnings)[:1000] or None
+        if self.requisite_scope.enabled:
+            await self._fetch_requisites(page_requisites(response.body, response.url))
         self.result.anomalies += len(read.page.anomalies)
         if kind == "lesson":
             if read.lesson is not None:
@@ -232,6 +245,50 @@ class Crawl:
             elif not (read.page.lesson and read.page.lesson.title):
                 self.result.untitled.add(self.scope.canonical(response.url) or response.url)
         await self._enqueue(self.frontier.after_page(read.page, kind, self.result.disallowed))
+
+    async def _fetch_requisites(self, urls: tuple[str, ...]) -> None:
+        """Capture what the page loads, each URL once per run, conditionally when an earlier
+        run captured it, and not at all when it is versioned (``?ver=``) and captured. A
+        stylesheet's own fonts and images follow it. Its failure is the requisite's alone."""
+        pending = list(urls)
+        while pending:
+            url = self.requisite_scope.accepts(pending.pop(0))
+            if url is None or url in self._requisites_seen:
+                continue
+            self._requisites_seen.add(url)
+            known = self.frontier.known.get(url)
+            if known is not None and known.kind == "requisite" and is_versioned(url):
+                self.result.requisites_kept += 1
+                continue
+            record = self.result.requisites[url] = PageRecord(url=url, kind="requisite")
+            try:
+                response = await self.fetcher.get(
+                    url,
+                    etag=known.etag if known else None,
+                    last_modified=known.last_modified if known else None,
+                    requisite=True,
+                )
+            except FetchError as exc:
+                record.error = exc.reason
+                continue
+            except ArchiveWriteError:
+                raise
+            except Exception as exc:  # a requisite never fails its page
+                record.error = f"{type(exc).__name__}: {exc}"[:1000]
+                continue
+            record.status = response.status
+            record.fetched_at = response.fetched_at
+            if response.status == 304 and known is not None:
+                record.etag, record.last_modified = known.etag, known.last_modified
+                continue
+            record.etag = response.header("etag")
+            record.last_modified = response.header("last-modified")
+            record.sha256 = hashlib.sha256(response.body).hexdigest()
+            record.bytes = len(response.body)
+            if response.status != 200:
+                record.error = f"HTTP {response.status}"
+            elif response.content_type == "text/css":
+                pending.extend(stylesheet_requisites(response.body, response.url))
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:

@@ -15,6 +15,7 @@ handed to ``on_response`` so that captures can keep the raw exchange.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import zlib
 from collections.abc import Callable, Iterable
@@ -32,6 +33,9 @@ from .decode import Decoded, decode_html, header, is_html, media_type
 from .errors import CrawlRefused, FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Which FetchStats the exchange under way counts in: set by Fetcher.get for its own task, so
+# concurrent page and requisite fetches never count in each other's.
+_COUNTED_IN: contextvars.ContextVar[FetchStats | None] = contextvars.ContextVar("counted_in")
 # RFC 9309 §2.5: a crawler must parse at least 500 KiB of robots.txt and may ignore the rest.
 ROBOTS_MAX_BYTES = 500 * 1024
 
@@ -127,6 +131,8 @@ class Fetcher:
         self.retry = config.retry
         self.on_response = on_response
         self.stats = FetchStats()
+        # Page requisites' requests (stylesheets, images …) are counted apart from the pages'.
+        self.requisite_stats = FetchStats()
         self._rng = rng or random.Random()
         self._hosts: dict[str, _Host] = {}
         self._client = httpx.AsyncClient(
@@ -181,10 +187,28 @@ class Fetcher:
         robots = await self.load_robots(url)
         return robots.can_fetch(url, self.politeness.user_agent)
 
-    async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None):
+    async def get(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        requisite: bool = False,
+    ):
         """GET ``url`` within the site: robots.txt obeyed, same-site redirects followed,
         transient failures retried. Returns the final response (2xx, 304 or a 4xx the caller
-        judges); raises FetchError when the URL cannot be fetched."""
+        judges); raises FetchError when the URL cannot be fetched. A ``requisite``'s
+        requests are counted in ``requisite_stats``."""
+        token = _COUNTED_IN.set(self.requisite_stats if requisite else self.stats)
+        try:
+            return await self._get(url, etag, last_modified)
+        finally:
+            _COUNTED_IN.reset(token)
+
+    def _stats(self) -> FetchStats:
+        return _COUNTED_IN.get(None) or self.stats
+
+    async def _get(self, url: str, etag: str | None, last_modified: str | None) -> Fetched:
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -197,7 +221,7 @@ class Fetcher:
             target = urljoin(response.url, response.header("location") or "")
             raise FetchError(url, f"redirect leaves the site: {target}")
         if response.status == 304:
-            self.stats.not_modified += 1
+            self._stats().not_modified += 1
         return response
 
     async def _follow_redirects(
@@ -234,7 +258,7 @@ class Fetcher:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     if number > 1:
-                        self.stats.retries += 1
+                        self._stats().retries += 1
                     final = number >= self.retry.attempts
                     return await self._attempt(url, headers, final=final, robots=robots)
         except _Retryable as exc:
@@ -256,7 +280,7 @@ class Fetcher:
         host = self._host(url)
         async with host.slots:
             await host.pacer.turn()
-            self.stats.requests += 1
+            self._stats().requests += 1
             try:
                 # httpx's read timeout is per read; a server dripping bytes could hold a slot
                 # forever, so the whole exchange has a deadline too.
@@ -291,7 +315,7 @@ class Fetcher:
                     break
                 if size > cap:
                     raise FetchError(url, f"response too large: over {cap} bytes")
-            self.stats.bytes += size
+            self._stats().bytes += size
             raw = b"".join(chunks)
             encoding = response.headers.get("content-encoding", "").strip().lower()
             return Fetched(

@@ -74,7 +74,7 @@ def crawl_into_archive(
                 unchanged=result.not_modified,
                 # Only a complete run that passed every check may conclude a lesson is gone.
                 seen=result.lesson_urls if result.complete and not health else None,
-                pages=list(result.pages.values()),
+                pages=[*result.pages.values(), *result.requisites.values()],
                 captures=capture.latest,
                 figures={
                     "complete": int(result.complete),
@@ -88,6 +88,14 @@ def crawl_into_archive(
                     "listings_walked": result.listings.walked,
                     "listings_inferred": result.listings.inferred,
                     "listings_contradicted": result.listings.contradicted,
+                    "requisite_requests": result.requisite_stats.requests,
+                    "requisites_fetched": sum(
+                        1 for r in result.requisites.values() if r.status is not None
+                    ),
+                    "requisites_not_modified": result.requisite_stats.not_modified,
+                    "requisites_failed": sum(
+                        1 for r in result.requisites.values() if r.error is not None
+                    ),
                     "health": json.dumps([str(failure) for failure in health]),
                     "captures": capture.name,
                 },

@@ -23,7 +23,7 @@ class PageRecord:
     """The outcome of one URL in a run: what the `pages` table keeps."""
 
     url: str
-    kind: str  # lesson | listing | sitemap
+    kind: str  # lesson | listing | sitemap | requisite
     status: int | None = None
     etag: str | None = None
     last_modified: str | None = None

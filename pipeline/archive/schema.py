@@ -210,6 +210,19 @@ def m005_listings_settled(db: Database) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
 
 
+@migrations()
+def m009_requisites(db: Database) -> None:
+    # A page's requisites (stylesheets, scripts, fonts, images) are fetched and counted apart
+    # from the pages: `requests` and `pages_*` stay the pages' own.
+    for column in (
+        "requisite_requests",
+        "requisites_fetched",
+        "requisites_not_modified",
+        "requisites_failed",
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
