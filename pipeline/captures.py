@@ -214,6 +214,7 @@ _SCAN_CHUNK = 1 << 20
 _READ_CHUNK = 1 << 16
 # Far above the largest response a crawl keeps (politeness.max_response_bytes) plus headers.
 _MAX_MEMBER_BYTES = 256 << 20
+_INFLATE_STEP = 1 << 20
 
 
 def read_responses(directory: Path, stats: ReadStats | None = None) -> Iterator[CapturedResponse]:
@@ -298,7 +299,7 @@ def _members(f) -> Iterator[tuple[int, int, bytes | None]]:
     f.seek(0)
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        parts, size, consumed = [], 0, 0
+        parts, size, consumed, started = [], 0, 0, False
         try:
             while not inflater.eof:
                 if inflater.unconsumed_tail:
@@ -309,11 +310,16 @@ def _members(f) -> Iterator[tuple[int, int, bytes | None]]:
                     chunk = f.read(_READ_CHUNK)
                 if not chunk:
                     break
-                part = inflater.decompress(chunk, _MAX_MEMBER_BYTES + 1 - size)
+                # A little at a time: a gzip bomb never inflates far before it is refused.
+                part = inflater.decompress(chunk, min(_INFLATE_STEP, _MAX_MEMBER_BYTES + 1 - size))
                 parts.append(part)
                 size += len(part)
                 if size > _MAX_MEMBER_BYTES:
                     raise zlib.error("member larger than any record this tool writes")
+                if size >= 5 and not started:
+                    if b"".join(parts)[:5] != b"WARC/":
+                        raise zlib.error("not a WARC record")
+                    started = True
                 consumed += len(chunk) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
         except zlib.error:
             damaged_record = at_boundary or _is_record(parts)

@@ -117,6 +117,8 @@ def latest_captures(target: Path, warcs: Sequence[Path], files: CaptureFiles) ->
         # Requests are history (captures/ keeps them), not what a replay reads.
         if kind not in ("response", "revisit"):
             continue
+        if kind == "revisit" and record.header("WARC-Refers-To") not in by_id:
+            continue  # what it confirms was in a file left out: it would replay as nothing
         url = record.header("WARC-Target-URI") or ""
         # Later in the list is later in time: files oldest run first, records as written.
         newest[url] = entry
