@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import mimetypes
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import threading
 import venv
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -130,3 +133,72 @@ class Pywb:
         replays it: ``id_`` is the page as captured, without pywb's rewriting."""
         target = f"{self.url}/{collection}/{timestamp}{mode}/{url}"
         return httpx.get(target, timeout=60, follow_redirects=True)
+
+
+class ReplayWebPage:
+    """ReplayWeb.page's own files and a WACZ served from 127.0.0.1 (a free port), with the
+    byte ranges it reads the WACZ by: ``app_url`` opens the app on the WACZ."""
+
+    def __init__(self, wacz: Path):
+        package = replaywebpage_dir()
+        self.files = {
+            "/index.html": package / "index.html",
+            "/ui.js": package / "ui.js",
+            "/sw.js": package / "sw.js",
+            "/captures.wacz": wacz,
+        }
+        self._server: ThreadingHTTPServer | None = None
+        self.url = ""
+
+    def __enter__(self) -> ReplayWebPage:
+        files = self.files
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._serve(head=True)
+
+            def do_GET(self) -> None:
+                self._serve(head=False)
+
+            def _serve(self, *, head: bool) -> None:
+                path = files.get(self.path.split("?", 1)[0])
+                if path is None:
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                start, end = 0, len(data) - 1
+                wanted = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
+                if wanted and (wanted[1] or wanted[2]):
+                    if wanted[1]:
+                        start = int(wanted[1])
+                        end = min(int(wanted[2]), end) if wanted[2] else end
+                    else:  # the last N bytes
+                        start = max(0, len(data) - int(wanted[2]))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                else:
+                    self.send_response(200)
+                kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                self.send_header("Content-Type", kind)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data[start : end + 1])
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def app_url(self) -> str:
+        return f"{self.url}/index.html?source={self.url}/captures.wacz#view=pages"
