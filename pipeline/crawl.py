@@ -260,6 +260,8 @@ class Crawl:
             if known is not None and known.kind == "requisite" and is_versioned(url):
                 self.result.requisites_kept += 1
                 continue
+            if not await self.fetcher.allowed(url):
+                continue  # as for pages: not the crawl's to fetch, and no failure
             record = self.result.requisites[url] = PageRecord(url=url, kind="requisite")
             try:
                 response = await self.fetcher.get(
