@@ -202,6 +202,20 @@ def warcinfo_fields(config: Config) -> dict[str, str]:
     }
 
 
+def read_body(directory: Path, ref: CaptureRef) -> bytes | None:
+    """The body of the response record ``ref`` names, decoded; None when it cannot be read or
+    is not intact."""
+    try:
+        with open(directory / ref.file, "rb") as f:
+            offset, length, member = next(_members(f, ref.offset), (0, 0, None))
+    except OSError:
+        return None
+    stored = _stored(offset, length, member) if member is not None else None
+    if stored is None or stored.header("WARC-Record-ID") != ref.record_id:
+        return None
+    return stored.body
+
+
 @dataclass
 class ReadStats:
     """What reading the captures could not use: records cut short or corrupt, skipped."""
@@ -259,44 +273,46 @@ def read_records(path: Path, stats: ReadStats | None = None) -> Iterator[StoredR
     stats = stats if stats is not None else ReadStats()
     with open(path, "rb") as f:
         for offset, length, member in _members(f):
-            try:
-                record = next(
-                    iter(ArchiveIterator(BytesIO(member or b""), check_digests=True)), None
-                )
-                if record is None:
-                    stats.skipped += 1
-                    continue
-                body = record.content_stream().read()
-            except (ArchiveLoadFailed, EOFError, OSError, ValueError, zlib.error):
+            stored = _stored(offset, length, member) if member is not None else None
+            if stored is None:
                 stats.skipped += 1
                 continue
-            # Every record this tool writes carries digests; one that cannot be verified is
-            # not trusted. warcio leaves a revisit's unchecked (its payload digest is the
-            # original's), so its block is checked here.
-            if record.rec_type == "revisit":
-                intact = _block_intact(member or b"", record)
-            else:
-                intact = record.digest_checker.passed is not False
-                if record.rec_type in ("response", "request"):
-                    intact = record.digest_checker.passed is True
-            if not intact:
-                stats.skipped += 1
-                continue
-            yield StoredRecord(offset, length, record, body)
+            yield stored
 
 
-def _members(f) -> Iterator[tuple[int, int, bytes | None]]:
+def _stored(offset: int, length: int, member: bytes) -> StoredRecord | None:
+    """The record one inflated gzip member holds, if it is whole and its digests check out."""
+    try:
+        record = next(iter(ArchiveIterator(BytesIO(member), check_digests=True)), None)
+        if record is None:
+            return None
+        body = record.content_stream().read()
+    except (ArchiveLoadFailed, EOFError, OSError, ValueError, zlib.error):
+        return None
+    # Every record this tool writes carries digests; one that cannot be verified is not
+    # trusted. warcio leaves a revisit's unchecked (its payload digest is the original's), so
+    # its block is checked here.
+    if record.rec_type == "revisit":
+        intact = _block_intact(member, record)
+    elif record.rec_type in ("response", "request"):
+        intact = record.digest_checker.passed is True
+    else:
+        intact = record.digest_checker.passed is not False
+    return StoredRecord(offset, length, record, body) if intact else None
+
+
+def _members(f, start: int = 0) -> Iterator[tuple[int, int, bytes | None]]:
     """Each gzip member of the file as (offset, compressed length, inflated bytes); None for
     the bytes of a member that is damaged or cut short (reading then resumes at the next
-    member start found after it).
+    member start found after it), from offset ``start`` on.
 
     After damage, a member start found by scanning may be compressed bytes that happen to
     look like one: such a false start is part of the same damage, not another record, so it
     yields nothing. A damaged member is one record (one None) when it starts where an intact
     member ended, or when its first inflated bytes are a WARC record's ("WARC/")."""
-    start, pending = 0, b""
+    pending = b""
     at_boundary = True
-    f.seek(0)
+    f.seek(start)
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         parts, size, consumed, started = [], 0, 0, False

@@ -379,7 +379,8 @@ def fields(**values) -> str:
 def log_run(report: RunReport) -> None:
     """A debug line per page, the run's summary at info, each failed health check a warning."""
     result, counts = report.result, report.counts
-    for page in result.pages.values():
+    fetched = [*result.pages.values(), *result.requisites.values(), *filter(None, [result.robots])]
+    for page in fetched:
         log.debug(
             "page %s",
             fields(

@@ -11,12 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 from .archive import KnownPage, PageRecord
 from .config import Config
 from .errors import ArchiveWriteError, FetchError, SiteUnreachable
 from .extract import RawLesson, read_sitemap
-from .fetch import Fetched, Fetcher, FetchStats
+from .fetch import Fetched, Fetcher, FetchStats, StoredRobots
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
 from .page import read_page
@@ -52,6 +53,7 @@ class CrawlResult:
     requisites: dict[str, PageRecord] = field(default_factory=dict)
     requisite_stats: FetchStats = field(default_factory=FetchStats)
     requisites_kept: int = 0  # versioned requisites already captured, not asked again
+    robots: PageRecord | None = None  # robots.txt's answer (asked conditionally)
 
     @property
     def fetched(self) -> int:
@@ -93,8 +95,11 @@ class Crawl:
         known: dict[str, KnownPage] | None = None,
         max_pages: int | None = None,
         progress: Progress | None = None,
+        stored_body: Callable[[str], bytes | None] | None = None,
     ):
         self.config = config
+        # The body an earlier run captured for a URL, for a 304 the crawl must read (robots.txt).
+        self.stored_body = stored_body
         self.fetcher = fetcher
         self.max_pages = max_pages
         self.progress = progress
@@ -136,10 +141,19 @@ class Crawl:
         return self.result
 
     async def _crawl(self) -> None:
+        start = self.config.site.start_urls[0]
+        robots_url = urljoin(start, "/robots.txt")
+        known = self.frontier.known.get(robots_url)
+        earlier = None
+        if known is not None and known.kind == "robots" and self.stored_body is not None:
+            stored = self.stored_body
+            earlier = StoredRobots(known.etag, known.last_modified, lambda: stored(robots_url))
         try:
-            robots = await self.fetcher.load_robots(self.config.site.start_urls[0])
+            robots = await self.fetcher.load_robots(start, earlier)
         except FetchError as exc:
             raise SiteUnreachable(f"cannot reach {self.config.host}: {exc.reason}") from None
+        finally:
+            self._record_robots(robots_url, known)
         sitemaps = (*self.config.sitemap_urls(), *robots.sitemaps)
         await self._enqueue(self.frontier.start(self.config.site.start_urls, sitemaps))
         # A worker that dies (only an ArchiveWriteError or a bug can end one) cancels the
@@ -246,6 +260,23 @@ class Crawl:
                 self.result.untitled.add(self.scope.canonical(response.url) or response.url)
         await self._enqueue(self.frontier.after_page(read.page, kind, self.result.disallowed))
 
+    def _record_robots(self, url: str, known: KnownPage | None) -> None:
+        """robots.txt's answer, kept in `pages` like a page's: its validators go back next
+        run, and its capture is what a 304 is a revisit of."""
+        response = self.fetcher.robots_answers.get(url)
+        if response is None:
+            return
+        record = PageRecord(url=url, kind="robots", status=response.status)
+        record.fetched_at = response.fetched_at
+        if response.status == 304 and known is not None:
+            record.etag, record.last_modified = known.etag, known.last_modified
+        else:
+            record.etag = response.header("etag")
+            record.last_modified = response.header("last-modified")
+            record.sha256 = hashlib.sha256(response.body).hexdigest()
+            record.bytes = len(response.body)
+        self.result.robots = record
+
     async def _fetch_requisites(self, urls: tuple[str, ...]) -> None:
         """Capture what the page loads, each URL once per run, conditionally when an earlier
         run captured it, and not at all when it is versioned (``?ver=``) and captured. A
@@ -333,13 +364,19 @@ def crawl(
     max_pages: int | None = None,
     progress: Progress | None = None,
     on_response: Callable[[Fetched], None] | None = None,
+    stored_body: Callable[[str], bytes | None] | None = None,
 ) -> CrawlResult:
     """Run one crawl to the end (synchronously) and return what it saw."""
 
     async def go() -> CrawlResult:
         async with Fetcher(config, on_response=on_response) as fetcher:
             return await Crawl(
-                config, fetcher, known=known, max_pages=max_pages, progress=progress
+                config,
+                fetcher,
+                known=known,
+                max_pages=max_pages,
+                progress=progress,
+                stored_body=stored_body,
             ).run()
 
     return asyncio.run(go())

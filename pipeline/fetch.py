@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import random
 import zlib
 from collections.abc import Callable, Iterable
@@ -68,6 +69,16 @@ class Fetched:
     def decode(self) -> Decoded:
         """The body as text, decoded as a browser would (see ``decode``): never raises."""
         return decode_html(self.body, self.header("content-type"))
+
+
+@dataclass(frozen=True)
+class StoredRobots:
+    """robots.txt as an earlier run received it: its validators, and its body on demand (from
+    the captures; None when that cannot be read)."""
+
+    etag: str | None
+    last_modified: str | None
+    body: Callable[[], bytes | None]
 
 
 @dataclass
@@ -131,6 +142,7 @@ class Fetcher:
         self.retry = config.retry
         self.on_response = on_response
         self.stats = FetchStats()
+        self.robots_answers: dict[str, Fetched] = {}
         # Page requisites' requests (stylesheets, images …) are counted apart from the pages'.
         self.requisite_stats = FetchStats()
         self._rng = rng or random.Random()
@@ -161,15 +173,30 @@ class Fetcher:
             return False
         return parts.scheme in ("http", "https") and parts.netloc == self.config.host
 
-    async def load_robots(self, url: str) -> Protego:
+    async def load_robots(self, url: str, earlier: StoredRobots | None = None) -> Protego:
         """Fetch and parse the host's robots.txt once (see ``read_robots``); no answer at all
-        raises FetchError."""
+        raises FetchError. With ``earlier`` (what a previous run received) it is asked for
+        conditionally, and a 304 is read as the stored copy. The answer is kept in
+        ``robots_answers`` (the 304 as it came), for the run to record."""
         host = self._host(url)
         if host.robots is None:
             parts = urlsplit(url)
             robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
+            headers = {}
+            if earlier is not None and earlier.etag:
+                headers["If-None-Match"] = earlier.etag
+            if earlier is not None and earlier.last_modified:
+                headers["If-Modified-Since"] = earlier.last_modified
             try:
-                response = await self._follow_redirects(robots_url, {}, robots=True)
+                response = await self._follow_redirects(robots_url, headers, robots=True)
+                self.robots_answers[robots_url] = response
+                if response.status == 304:
+                    body = earlier.body() if earlier is not None and headers else None
+                    if body is None:  # the stored copy is unreadable: ask again in full
+                        response = await self._follow_redirects(robots_url, {}, robots=True)
+                        self.robots_answers[robots_url] = response
+                    else:
+                        response = dataclasses.replace(response, status=200, body=body)
             except FetchError as exc:
                 if exc.status is None or exc.status < 500:
                     raise

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import Archive, RunCounts, RunOutcome, run_status
-from .captures import CaptureWriter, warcinfo_fields
+from .captures import CaptureWriter, read_body, warcinfo_fields
 from .config import Config
 from .crawl import CrawlResult, Progress, crawl
 from .errors import ArchiveWriteError, HealthCheckFailed
@@ -52,6 +52,7 @@ def crawl_into_archive(
                 max_pages=max_pages,
                 progress=progress,
                 on_response=capture,
+                stored_body=capture.stored_body,
             )
         health = tuple(check_health(result, config.health, baseline=archive.healthy_baseline()))
         lessons = [normalise(raw) for raw in result.lessons.values()]
@@ -74,7 +75,11 @@ def crawl_into_archive(
                 unchanged=result.not_modified,
                 # Only a complete run that passed every check may conclude a lesson is gone.
                 seen=result.lesson_urls if result.complete and not health else None,
-                pages=[*result.pages.values(), *result.requisites.values()],
+                pages=[
+                    *result.pages.values(),
+                    *result.requisites.values(),
+                    *filter(None, [result.robots]),
+                ],
                 captures=capture.latest,
                 figures={
                     "complete": int(result.complete),
@@ -124,6 +129,11 @@ class _captures:
             raise self._error(exc) from None
         self.name, self.path, self.latest = self.writer.name, self.writer.path, self.writer.latest
         return self
+
+    def stored_body(self, url: str) -> bytes | None:
+        """The body an earlier run captured for ``url``, or None."""
+        ref = self.earlier.get(url)
+        return read_body(self.directory, ref) if ref is not None else None
 
     def __call__(self, response: Fetched) -> None:
         try:

@@ -134,3 +134,40 @@ def test_a_304_whose_original_cannot_be_read_is_kept_as_the_server_sent_it(tmp_p
     assert revisit.rec_headers.get_header("WARC-Profile").endswith("/server-not-modified")
     assert revisit.http_headers.get_statuscode() == "304"
     assert revisit.rec_headers.get_header("WARC-Date") == "2026-01-02T00:00:00.000001Z"
+
+
+def test_robots_txt_is_asked_for_conditionally_and_its_rules_still_hold(tmp_path):
+    db_path = tmp_path / "archive" / "micropause.db"
+    with FixtureSite() as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        site.reset_stats()
+        crawl_into_archive(config, db_path)
+        robots = [r for r in site.requests if r.path == "/robots.txt"]
+        paths = {r.path for r in site.requests}
+    assert [r.status for r in robots] == [304]
+    assert "if-none-match" in robots[0].headers
+    # The stored copy's rules: the lesson robots.txt disallows is still never asked for.
+    assert "/video/staff-preview/" not in paths
+    revisits = [
+        r
+        for r in records(Layout(db_path).captures / "2.warc.gz")
+        if r.rec_type != "request"
+        and (r.rec_headers.get_header("WARC-Target-URI") or "").endswith("/robots.txt")
+    ]
+    assert [r.rec_type for r in revisits] == ["revisit"]
+
+
+def test_robots_txt_is_asked_for_in_full_when_its_stored_copy_is_gone(tmp_path):
+    db_path = tmp_path / "archive" / "micropause.db"
+    with FixtureSite() as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        (Layout(db_path).captures / "1.warc.gz").unlink()
+        site.reset_stats()
+        crawl_into_archive(config, db_path)
+        robots = [r for r in site.requests if r.path == "/robots.txt"]
+        paths = {r.path for r in site.requests}
+    assert [r.status for r in robots] == [304, 200]
+    assert "if-none-match" not in robots[1].headers
+    assert "/video/staff-preview/" not in paths
