@@ -17,6 +17,7 @@ import zlib
 import pytest
 
 from pipeline.archive import Layout
+from pipeline.export import export_snapshot
 from pipeline.run import crawl_into_archive
 from tests.conftest import ROOT, local_config
 from tests.site.server import FixtureSite
@@ -50,6 +51,18 @@ def bomb(tmp_path_factory):
             f.write(deflate.compress(zeros))
         f.write(deflate.flush())
     return path
+
+
+def copy_of(source, tmp_path):
+    """A private copy of an archive and its captures, for a test to damage."""
+    db_path = tmp_path / "archive" / "micropause.db"
+    db_path.parent.mkdir()
+    with sqlite3.connect(source) as original, sqlite3.connect(db_path) as copy:
+        original.backup(copy)
+    original.close()
+    copy.close()
+    shutil.copytree(Layout(source).captures, Layout(db_path).captures)
+    return db_path
 
 
 def damage(path, kind: str, bomb) -> None:
@@ -99,13 +112,7 @@ def export_in_child(db_path, out) -> tuple[subprocess.CompletedProcess, int]:
 def test_export_leaves_out_a_damaged_capture_file_names_it_and_still_writes(
     three_runs, tmp_path, bomb, kind
 ):
-    db_path = tmp_path / "archive" / "micropause.db"
-    db_path.parent.mkdir()
-    with sqlite3.connect(three_runs) as source, sqlite3.connect(db_path) as copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
-    shutil.copytree(Layout(three_runs).captures, Layout(db_path).captures)
+    db_path = copy_of(three_runs, tmp_path)
     damage(Layout(db_path).captures / "2.warc.gz", kind, bomb)
 
     done, peak = export_in_child(db_path, tmp_path / "exports")
@@ -130,3 +137,32 @@ def test_export_leaves_out_a_damaged_capture_file_names_it_and_still_writes(
         (lessons,) = db.execute("SELECT count(*) FROM lessons").fetchone()
     db.close()
     assert len(pages) == lessons
+
+
+def wacz_warcs(snapshot_path) -> list[str]:
+    with zipfile.ZipFile(snapshot_path / "captures.wacz") as wacz:
+        return sorted(n for n in wacz.namelist() if n.startswith("archive/"))
+
+
+def test_every_capture_packs_each_readable_capture_file_whole(three_runs, tmp_path):
+    latest = export_snapshot(three_runs, tmp_path / "latest")
+    assert wacz_warcs(latest.path) == ["archive/run3-latest.warc.gz"]
+    every = export_snapshot(three_runs, tmp_path / "every", every_capture=True)
+    assert wacz_warcs(every.path) == [f"archive/{n}.warc.gz" for n in (1, 2, 3)]
+    captures = Layout(three_runs).captures
+    with zipfile.ZipFile(every.path / "captures.wacz") as wacz:
+        for n in (1, 2, 3):
+            assert wacz.read(f"archive/{n}.warc.gz") == (captures / f"{n}.warc.gz").read_bytes()
+    manifest = json.loads((every.path / "manifest.json").read_bytes())
+    assert manifest["captures"]["from"] == ["1.warc.gz", "2.warc.gz", "3.warc.gz"]
+    assert manifest["captures"]["left_out"] == {}
+
+
+def test_every_capture_leaves_out_a_damaged_file_whole(three_runs, tmp_path):
+    db_path = copy_of(three_runs, tmp_path)
+    warc = Layout(db_path).captures / "2.warc.gz"
+    warc.write_bytes(warc.read_bytes()[: warc.stat().st_size // 2])
+    every = export_snapshot(db_path, tmp_path / "every", every_capture=True)
+    assert wacz_warcs(every.path) == ["archive/1.warc.gz", "archive/3.warc.gz"]
+    assert list(every.captures_left_out) == ["2.warc.gz"]
+    assert "left out whole" in every.captures_left_out["2.warc.gz"]
