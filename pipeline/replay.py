@@ -92,14 +92,15 @@ def latest_captures(target: Path, warcs: Sequence[Path], files: CaptureFiles) ->
     warcinfo records they name; in the order they were written. A file or a record that
     cannot be read is left out and named in ``files``. Returns whether anything was
     written."""
-    records: list[tuple[int, Path, StoredRecord]] = []
+    records: list[_Entry] = []
     for position, path in enumerate(warcs):
         if not path.is_file():
             files.damaged[path.name] = "missing"
             continue
         stats = ReadStats()
         try:
-            found = [(position, path, r) for r in read_records(path, stats)]
+            # Headers only are kept: the bodies of every run would not fit in memory.
+            found = [_Entry.of(position, path, r) for r in read_records(path, stats)]
         except OSError as exc:
             files.damaged[path.name] = f"unreadable: {exc.strerror or exc}"
             continue
@@ -108,43 +109,69 @@ def latest_captures(target: Path, warcs: Sequence[Path], files: CaptureFiles) ->
         if found:
             files.used.append(path.name)
         records.extend(found)
-    by_id = {r.header("WARC-Record-ID"): (pos, path, r) for pos, path, r in records}
-    newest: dict[str, tuple] = {}
-    newest_ok: dict[str, tuple] = {}
+    by_id = {entry.record_id: entry for entry in records}
+    newest: dict[str, _Entry] = {}
+    newest_ok: dict[str, _Entry] = {}
     for entry in records:
-        record = entry[2]
-        kind = record.record.rec_type
         # Requests are history (captures/ keeps them), not what a replay reads.
-        if kind not in ("response", "revisit"):
+        if entry.kind not in ("response", "revisit"):
             continue
-        if kind == "revisit" and record.header("WARC-Refers-To") not in by_id:
+        if entry.kind == "revisit" and entry.refers_to not in by_id:
             continue  # what it confirms was in a file left out: it would replay as nothing
-        url = record.header("WARC-Target-URI") or ""
         # Later in the list is later in time: files oldest run first, records as written.
-        newest[url] = entry
-        if kind == "response" and record.record.http_headers.get_statuscode() == "200":
-            newest_ok[url] = entry
-    chosen: dict[str, tuple] = {}
+        newest[entry.url] = entry
+        if entry.kind == "response" and entry.status == "200":
+            newest_ok[entry.url] = entry
+    chosen: dict[str, _Entry] = {}
     for url, entry in newest.items():
         for kept in (entry, newest_ok.get(url)):
             if kept is None:
                 continue
-            chosen[kept[2].header("WARC-Record-ID")] = kept
-            if kept[2].record.rec_type == "revisit":
-                original = by_id.get(kept[2].header("WARC-Refers-To") or "")
-                if original is not None:
-                    chosen[original[2].header("WARC-Record-ID")] = original
-    for _pos, _path, record in list(chosen.values()):
-        info = by_id.get(record.header("WARC-Warcinfo-ID") or "")
-        if info is not None:
-            chosen[info[2].header("WARC-Record-ID")] = info
-    ordered = sorted(chosen.values(), key=lambda e: (e[0], e[2].offset))
+            chosen[kept.record_id] = kept
+            if kept.kind == "revisit":
+                chosen[kept.refers_to] = by_id[kept.refers_to]
+    for entry in list(chosen.values()):
+        if (info := by_id.get(entry.warcinfo_id)) is not None:
+            chosen[info.record_id] = info
+    ordered = sorted(chosen.values(), key=lambda e: (e.position, e.offset))
     with open(target, "wb") as out:
-        for _pos, path, record in ordered:
-            with open(path, "rb") as f:
-                f.seek(record.offset)
-                out.write(f.read(record.length))
+        for entry in ordered:
+            with open(entry.path, "rb") as f:
+                f.seek(entry.offset)
+                out.write(f.read(entry.length))
     return bool(ordered)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """Where one intact record lies and what the choice of the newest captures reads of it."""
+
+    position: int  # of its file among the capture files, oldest run first
+    path: Path
+    offset: int
+    length: int
+    kind: str
+    url: str
+    record_id: str
+    refers_to: str
+    warcinfo_id: str
+    status: str | None
+
+    @classmethod
+    def of(cls, position: int, path: Path, stored: StoredRecord) -> _Entry:
+        http = stored.record.http_headers
+        return cls(
+            position,
+            path,
+            stored.offset,
+            stored.length,
+            stored.record.rec_type,
+            stored.header("WARC-Target-URI") or "",
+            stored.header("WARC-Record-ID") or "",
+            stored.header("WARC-Refers-To") or "",
+            stored.header("WARC-Warcinfo-ID") or "",
+            http.get_statuscode() if http is not None else None,
+        )
 
 
 def newest_captures(warcs: Iterable[Path], urls: set[str]) -> dict[str, str]:
