@@ -116,8 +116,11 @@ def latest_captures(target: Path, warcs: Sequence[Path], files: CaptureFiles) ->
         # Requests are history (captures/ keeps them), not what a replay reads.
         if entry.kind not in ("response", "revisit"):
             continue
-        if entry.kind == "revisit" and entry.refers_to not in by_id:
-            continue  # what it confirms was in a file left out: it would replay as nothing
+        # A revisit replays as the body it confirms only when that body is here and the
+        # revisit carries its status (not a bare 304, as captures written before
+        # identical-payload-digest revisits are): otherwise it would replay as nothing.
+        if entry.kind == "revisit" and (entry.refers_to not in by_id or entry.status != "200"):
+            continue
         # Later in the list is later in time: files oldest run first, records as written.
         newest[entry.url] = entry
         if entry.kind == "response" and entry.status == "200":

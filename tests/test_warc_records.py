@@ -4,9 +4,11 @@ under which robots policy, and 304s written as revisits that replay tools resolv
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
+import zipfile
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -14,6 +16,7 @@ from warcio.archiveiterator import ArchiveIterator
 from pipeline.archive import Layout
 from pipeline.captures import CaptureRef, CaptureWriter
 from pipeline.config import load_config
+from pipeline.export import export_snapshot
 from pipeline.fetch import Fetched
 from pipeline.run import crawl_into_archive
 from tests.conftest import CONFIG_PATH, local_config
@@ -171,3 +174,23 @@ def test_robots_txt_is_asked_for_in_full_when_its_stored_copy_is_gone(tmp_path):
     assert [r.status for r in robots] == [304, 200]
     assert "if-none-match" not in robots[1].headers
     assert "/video/staff-preview/" not in paths
+
+
+def test_a_snapshot_of_bare_304_revisits_replays_the_bodies_they_confirm(tmp_path, monkeypatch):
+    """Captures written before revisits carried the original's answer hold bare 304s: a
+    snapshot leaves those out, so the newest capture of each page is one that replays."""
+    db_path = tmp_path / "archive" / "micropause.db"
+    with FixtureSite() as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        monkeypatch.setattr(CaptureWriter, "_original", lambda self, ref: None)
+        crawl_into_archive(config, db_path)
+    bare = [r for r in records(Layout(db_path).captures / "2.warc.gz") if r.rec_type == "revisit"]
+    assert bare and all(r.http_headers.get_statuscode() == "304" for r in bare)
+    snapshot = export_snapshot(db_path, tmp_path / "exports")
+    with zipfile.ZipFile(snapshot.path / "captures.wacz") as wacz:
+        (name,) = [n for n in wacz.namelist() if n.startswith("archive/")]
+        packed = list(ArchiveIterator(io.BytesIO(wacz.read(name))))
+    assert not [r for r in packed if r.rec_type == "revisit"]
+    urls = {r.rec_headers.get_header("WARC-Target-URI") for r in packed if r.rec_type == "response"}
+    assert {r.rec_headers.get_header("WARC-Target-URI") for r in bare} <= urls
