@@ -406,6 +406,9 @@ def log_run(report: RunReport) -> None:
             failed=len(result.failed),
             requests=result.stats.requests,
             retries=result.stats.retries,
+            requisites_fetched=sum(1 for r in result.requisites.values() if r.status is not None),
+            requisites_failed=sum(1 for r in result.requisites.values() if r.error is not None),
+            requisite_requests=result.requisite_stats.requests,
             seconds=f"{result.elapsed:.1f}",
         ),
     )
