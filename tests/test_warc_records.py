@@ -56,6 +56,25 @@ def test_warcio_check_passes_on_every_capture_file(two_runs):
     assert "digest pass" in checked.stdout
 
 
+def test_warcio_check_passes_on_a_snapshots_warc_too(two_runs, tmp_path):
+    """The snapshot's WARC is records copied whole from the capture files: still valid."""
+    snapshot = export_snapshot(two_runs.parent / "micropause.db", tmp_path / "exports")
+    with zipfile.ZipFile(snapshot.path / "captures.wacz") as wacz:
+        (name,) = [n for n in wacz.namelist() if n.startswith("archive/")]
+        packed = tmp_path / name.rsplit("/", 1)[-1]
+        packed.write_bytes(wacz.read(name))
+    checked = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", str(packed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    kinds = [r.rec_type for r in records(packed)]
+    assert kinds[0] == "warcinfo" and kinds.count("warcinfo") == 2  # one per run it draws on
+    assert "revisit" in kinds and "response" in kinds
+
+
 def test_every_record_is_warc_1_1_with_microseconds_and_names_its_warcinfo(two_runs):
     for path in sorted(two_runs.glob("*.warc.gz")):
         info, *rest = list(records(path))
