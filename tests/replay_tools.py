@@ -118,7 +118,9 @@ class Pywb:
             if line.startswith("listening on "):
                 self.url = f"http://127.0.0.1:{line.split()[-1]}"
                 break
-        assert self.url, "pywb did not start"
+        if not self.url:
+            self.__exit__()
+            raise AssertionError("pywb did not start")
         # Whatever else it prints is read and dropped, so a full pipe never stalls it.
         threading.Thread(target=self._process.stdout.read, daemon=True).start()
         return self
