@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_PORT ?= 8765
 SERVE_PORT ?= 8001
 
-.PHONY: install test lint demo browser bench dist docs clean
+.PHONY: install test lint demo browser replay-tools bench dist docs clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint browser
+test: install lint browser replay-tools
 	$(BIN)/pytest
 
 CHROMIUM ?= /usr/bin/chromium
@@ -32,6 +32,12 @@ browser:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } || \
 	  echo "make browser: could not install chromium; tests/test_browser.py will skip"
+
+# npm for tests/test_replaywebpage.py, which fetches ReplayWeb.page's package from the npm
+# registry (pywb comes from PyPI): both are installed by the tests into .cache/replay-tools.
+replay-tools:
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 
 demo: install
 	$(BIN)/python -m tests.site demo --port $(DEMO_PORT) --serve-port $(SERVE_PORT)
@@ -60,4 +66,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) dist archive/micropause.db* archive/captures archive/exports
+	rm -rf $(VENV) dist .cache archive/micropause.db* archive/captures archive/exports

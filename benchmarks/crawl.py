@@ -128,6 +128,9 @@ def measure_crawl(
         "listings_inferred": listings.inferred,
         "listings_contradicted": listings.contradicted,
         "complete": report.result.complete,
+        # Page requisites (stylesheets, scripts, fonts, images), counted apart from the pages.
+        "requisite_requests": report.result.requisite_stats.requests,
+        "requisite_bytes": report.result.requisite_stats.bytes,
         "conditional": after["conditional"],
         "statuses": after["statuses"],
         "wire_bytes": after["wire_bytes"],

@@ -54,6 +54,8 @@ def _recrawl(
         "bytes_vs_first": stats["wire_bytes"] / first["wire_bytes"],
         "requests_vs_first": stats["requests"] / first["requests"],
         "conditional_share": stats["conditional"] / stats["requests"],
+        "requisite_requests": report.result.requisite_stats.requests,
+        "requisite_bytes": report.result.requisite_stats.bytes,
         "lessons_found": len(report.result.lesson_urls),
         "lessons_new": report.counts.new,
         "lessons_changed": report.counts.changed,

@@ -385,6 +385,8 @@ def markdown(results: dict[str, Any]) -> str:
                     "wire bytes",
                     "vs first",
                     "lessons new/changed",
+                    "requisite requests",
+                    "requisite bytes",
                 ],
                 [
                     [
@@ -396,6 +398,8 @@ def markdown(results: dict[str, Any]) -> str:
                         f"{c['wire_bytes']:,}",
                         f"{c['bytes_vs_first']:.2%}",
                         f"{c['lessons_new']}/{c['lessons_changed']}",
+                        c.get("requisite_requests", "–"),
+                        f"{c['requisite_bytes']:,}" if "requisite_bytes" in c else "–",
                     ]
                     for name, c in (
                         ("first", incremental["first"]),

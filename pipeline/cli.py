@@ -260,6 +260,8 @@ def print_summary(report: RunReport, db_path: Path) -> None:
     result, counts = report.result, report.counts
     stats = result.stats
     failed = result.failed
+    requisites_fetched = sum(1 for r in result.requisites.values() if r.status is not None)
+    requisites_failed = [r for r in result.requisites.values() if r.error is not None]
     state = "complete" if result.complete else "INCOMPLETE"
     say(
         out,
@@ -272,7 +274,12 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
         f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB\n"
         f"  listings: {result.listings.walked} walked, {result.listings.inferred} proven "
-        f"from page 1, {result.listings.contradicted} contradicted",
+        f"from page 1, {result.listings.contradicted} contradicted\n"
+        f"  requisites: {requisites_fetched} fetched, "
+        f"{result.requisite_stats.not_modified} not modified, {len(requisites_failed)} failed, "
+        f"{result.requisites_kept} versioned kept from earlier runs · "
+        f"requests: {result.requisite_stats.requests}, "
+        f"{result.requisite_stats.bytes / 1e6:.1f} MB",
     )
     for page in failed[:10]:
         say(out, f"  failed: {page.url}: {page.error}")
@@ -368,6 +375,8 @@ def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, 
             programs=snapshot.counts["programs"],
         ),
     )
+    for name, why in snapshot.captures_left_out.items():
+        log.warning("snapshot.capture_left_out %s", fields(file=name, reason=why))
     if report.result.deadline_passed:
         raise DeadlinePassed(report)
 
@@ -376,7 +385,13 @@ def run(config_path, db_path, out_dir, start_urls, delay, concurrency, formats, 
 @db_option
 @out_option
 @format_option
-def export(db_path, out_dir, formats):
+@click.option(
+    "--every-capture",
+    is_flag=True,
+    help="Put every capture file of every run in captures.wacz, not only the newest capture "
+    "of each URL (what replays the archive as of its run).",
+)
+def export(db_path, out_dir, formats, every_capture):
     """Write a snapshot of the archive, for citation.
 
     OUT/<YYYY-MM-DD>-run<id>/ (the day the archive's latest run finished, and that run) gets
@@ -384,10 +399,12 @@ def export(db_path, out_dir, formats):
     (micropause.db), the captures as a WACZ (captures.wacz), a manifest.json with the run,
     counts, column meanings, how to cite and sha256 of every file, and a datapackage.json;
     OUT/latest then points at it. Exporting the same run again gives byte-identical files.
+    captures.wacz holds the newest capture of every URL (the whole history stays in
+    captures/); a capture file that cannot be read is left out and named.
     """
     formats = _formats(formats)
     with archive_lock(db_path, "micropause export", create=False):
-        snapshot = export_snapshot(db_path, out_dir, formats)
+        snapshot = export_snapshot(db_path, out_dir, formats, every_capture=every_capture)
     counts = snapshot.counts
     say(
         out,
@@ -396,6 +413,8 @@ def export(db_path, out_dir, formats):
         f"({counts['lessons_removed']} removed), {counts['programs']} programs; "
         f"{len(snapshot.files) + 1} files, checksums in manifest.json",
     )
+    for name, why in snapshot.captures_left_out.items():
+        say(err, f"capture file {name} left out of captures.wacz: {why}")
 
 
 log = logging.getLogger("micropause")
@@ -431,7 +450,8 @@ def fields(**values) -> str:
 def log_run(report: RunReport) -> None:
     """A debug line per page, the run's summary at info, each failed health check a warning."""
     result, counts = report.result, report.counts
-    for page in result.pages.values():
+    fetched = [*result.pages.values(), *result.requisites.values(), *filter(None, [result.robots])]
+    for page in fetched:
         log.debug(
             "page %s",
             fields(
@@ -458,6 +478,9 @@ def log_run(report: RunReport) -> None:
             failed=len(result.failed),
             requests=result.stats.requests,
             retries=result.stats.retries,
+            requisites_fetched=sum(1 for r in result.requisites.values() if r.status is not None),
+            requisites_failed=sum(1 for r in result.requisites.values() if r.error is not None),
+            requisite_requests=result.requisite_stats.requests,
             seconds=f"{result.elapsed:.1f}",
         ),
     )

@@ -41,6 +41,10 @@ class Scope:
     # A first crawl proves most listings from the categories pages show instead of walking
     # them (see pipeline/inference.py); false walks every lesson's listing to its end.
     listing_inference: bool = True
+    # A page's requisites (stylesheets, scripts, fonts, images) on the site's own host under
+    # these paths are captured too, so a replayed page looks as it did; [] captures pages only.
+    # Off-site embeds (the video player) are never fetched.
+    requisite_prefixes: tuple[str, ...] = ("/wp-content/", "/wp-includes/")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,15 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Warc:
+    """What each capture file's warcinfo record says about the crawl that wrote it, as
+    Heritrix and Browsertrix Crawler name it: who ran it and what for."""
+
+    operator: str = ""
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     site: Site
     scope: Scope
@@ -115,6 +128,7 @@ class Config:
     politeness: Politeness
     retry: Retry = field(default_factory=Retry)
     health: Health = field(default_factory=Health)
+    warc: Warc = field(default_factory=Warc)
     source: Path | Traversable | None = None
 
     @property
@@ -215,6 +229,9 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config key scope.{key}: invalid regex: {exc}") from None
         if "slug" not in compiled.groupindex:
             raise ConfigError(f"config key scope.{key}: needs a (?P<slug>...) group")
+    for prefix in config.scope.requisite_prefixes:
+        if not prefix.startswith("/"):
+            raise ConfigError(f"config key scope.requisite_prefixes: not a path: {prefix!r}")
     if "page" not in re.compile(config.scope.listing_path).groupindex:
         raise ConfigError("config key scope.listing_path: needs a (?P<page>...) group")
     _check_politeness(config.politeness, "config key politeness")

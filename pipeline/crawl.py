@@ -13,16 +13,17 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from .archive import KnownPage, PageRecord
 from .config import Config
 from .errors import ArchiveWriteError, CrawlRefused, FetchError, Interrupted, SiteUnreachable
 from .extract import RawLesson, read_sitemap
-from .fetch import Fetched, Fetcher, FetchStats
+from .fetch import Fetched, Fetcher, FetchStats, StoredRobots
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
 from .page import listed_thumbnails, read_page
+from .requisites import RequisiteScope, is_versioned, page_requisites, stylesheet_requisites
 
 log = logging.getLogger("micropause.crawl")
 
@@ -83,6 +84,13 @@ class CrawlResult:
     own_links: int = 0
     # The thumbnail listings showed for each lesson URL they listed (the first one seen).
     thumbnails: dict[str, str] = field(default_factory=dict)
+    # Page requisites (stylesheets, scripts, fonts, images) fetched this run, apart from the
+    # pages: one that fails is recorded, but the run's pages, health and completeness do not
+    # depend on them. A versioned one captured in an earlier run is not asked again.
+    requisites: dict[str, PageRecord] = field(default_factory=dict)
+    requisite_stats: FetchStats = field(default_factory=FetchStats)
+    requisites_kept: int = 0  # versioned requisites already captured, not asked again
+    robots: PageRecord | None = None  # robots.txt's answer (asked conditionally)
 
     @property
     def fetched(self) -> int:
@@ -148,8 +156,11 @@ class Crawl:
         known: dict[str, KnownPage] | None = None,
         max_pages: int | None = None,
         progress: Progress | None = None,
+        stored_body: Callable[[str], bytes | None] | None = None,
     ):
         self.config = config
+        # The body an earlier run captured for a URL, for a 304 the crawl must read (robots.txt).
+        self.stored_body = stored_body
         self.fetcher = fetcher
         self.max_pages = max_pages
         self.progress = progress
@@ -173,7 +184,11 @@ class Crawl:
         self._done = 0
         self._failed = 0
         self._started = 0
-        self.result = CrawlResult(lessons={}, pages={}, stats=fetcher.stats)
+        self.requisite_scope = RequisiteScope(config, config.site.start_urls[0])
+        self._requisites_seen: set[str] = set()
+        self.result = CrawlResult(
+            lessons={}, pages={}, stats=fetcher.stats, requisite_stats=fetcher.requisite_stats
+        )
 
     async def run(self) -> CrawlResult:
         """Crawl until the frontier is empty or the run's deadline passes. One page's error is
@@ -220,10 +235,19 @@ class Crawl:
         )
 
     async def _crawl(self) -> None:
+        start = self.config.site.start_urls[0]
+        robots_url = urljoin(start, "/robots.txt")
+        known = self.frontier.known.get(robots_url)
+        earlier = None
+        if known is not None and known.kind == "robots" and self.stored_body is not None:
+            stored = self.stored_body
+            earlier = StoredRobots(known.etag, known.last_modified, lambda: stored(robots_url))
         try:
-            robots = await self.fetcher.load_robots(self.config.site.start_urls[0])
+            robots = await self.fetcher.load_robots(start, earlier)
         except FetchError as exc:
             raise SiteUnreachable(f"cannot reach {self.config.host}: {exc.reason}") from None
+        finally:
+            self._record_robots(robots_url, known)
         sitemaps = (*self.config.sitemap_urls(), *robots.sitemaps)
         await self._enqueue(self.frontier.start(self.config.site.start_urls, sitemaps))
         # A worker that dies (only an ArchiveWriteError or a bug can end one) cancels the
@@ -323,6 +347,8 @@ class Crawl:
         record.listed = len(read.page.listed)
         listed_thumbnails(read.page, self.scope, self.result.thumbnails)
         record.warning = "; ".join(read.warnings)[:1000] or None
+        if self.requisite_scope.enabled:
+            await self._fetch_requisites(page_requisites(response.body, response.url))
         self.result.anomalies += len(read.page.anomalies)
         self._count_links(read.page.listed)
         self.result.promised.saw(read.page.page, read.page.page_count, len(read.page.listed))
@@ -354,6 +380,69 @@ class Crawl:
     def _start_problem(self, url: str, problem: str) -> None:
         if url in self._starts:
             self.result.start_problems.append(f"start URL {url} {problem}")
+
+    def _record_robots(self, url: str, known: KnownPage | None) -> None:
+        """robots.txt's answer, kept in `pages` like a page's: its validators go back next
+        run, and its capture is what a 304 is a revisit of."""
+        response = self.fetcher.robots_answers.get(url)
+        if response is None:
+            return
+        record = PageRecord(url=url, kind="robots", status=response.status)
+        record.fetched_at = response.fetched_at
+        if response.status == 304 and known is not None:
+            record.etag, record.last_modified = known.etag, known.last_modified
+        else:
+            record.etag = response.header("etag")
+            record.last_modified = response.header("last-modified")
+            record.sha256 = hashlib.sha256(response.body).hexdigest()
+            record.bytes = len(response.body)
+        self.result.robots = record
+
+    async def _fetch_requisites(self, urls: tuple[str, ...]) -> None:
+        """Capture what the page loads, each URL once per run, conditionally when an earlier
+        run captured it, and not at all when it is versioned (``?ver=``) and captured. A
+        stylesheet's own fonts and images follow it. Its failure is the requisite's alone."""
+        pending = list(urls)
+        while pending:
+            url = self.requisite_scope.accepts(pending.pop(0))
+            if url is None or url in self._requisites_seen:
+                continue
+            self._requisites_seen.add(url)
+            known = self.frontier.known.get(url)
+            if known is not None and known.kind == "requisite" and is_versioned(url):
+                self.result.requisites_kept += 1
+                continue
+            if not await self.fetcher.allowed(url):
+                continue  # as for pages: not the crawl's to fetch, and no failure
+            record = self.result.requisites[url] = PageRecord(url=url, kind="requisite")
+            try:
+                response = await self.fetcher.get(
+                    url,
+                    etag=known.etag if known else None,
+                    last_modified=known.last_modified if known else None,
+                    requisite=True,
+                )
+            except FetchError as exc:
+                record.error = exc.reason
+                continue
+            except ArchiveWriteError:
+                raise
+            except Exception as exc:  # a requisite never fails its page
+                record.error = f"{type(exc).__name__}: {exc}"[:1000]
+                continue
+            record.status = response.status
+            record.fetched_at = response.fetched_at
+            if response.status == 304 and known is not None:
+                record.etag, record.last_modified = known.etag, known.last_modified
+                continue
+            record.etag = response.header("etag")
+            record.last_modified = response.header("last-modified")
+            record.sha256 = hashlib.sha256(response.body).hexdigest()
+            record.bytes = len(response.body)
+            if response.status != 200:
+                record.error = f"HTTP {response.status}"
+            elif response.content_type == "text/css":
+                pending.extend(stylesheet_requisites(response.body, response.url))
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
@@ -415,6 +504,7 @@ def crawl(
     max_pages: int | None = None,
     progress: Progress | None = None,
     on_response: Callable[[Fetched], None] | None = None,
+    stored_body: Callable[[str], bytes | None] | None = None,
 ) -> CrawlResult:
     """Run one crawl to the end (synchronously) and return what it saw. SIGTERM or SIGHUP
     while it runs stops it as Ctrl-C does: its requests are cancelled, and Interrupted is
@@ -424,7 +514,12 @@ def crawl(
     async def go() -> CrawlResult:
         async with Fetcher(config, on_response=on_response) as fetcher:
             return await Crawl(
-                config, fetcher, known=known, max_pages=max_pages, progress=progress
+                config,
+                fetcher,
+                known=known,
+                max_pages=max_pages,
+                progress=progress,
+                stored_body=stored_body,
             ).run()
 
     async def stoppable() -> CrawlResult | None:

@@ -3,44 +3,36 @@ the captures as a WACZ, and a manifest.
 
 ``<out>/<YYYY-MM-DD>-run<N>/`` holds ``lessons.*`` and ``programs.*`` in each format asked for,
 ``micropause.db`` (the whole archive as it stood after run N: a self-contained, read-only
-SQLite file), ``captures.wacz`` (every capture up to run N, for replay), ``manifest.json``
+SQLite file), ``captures.wacz`` (the pages as they were at run N, for replay), ``manifest.json``
 (run, source, counts, schema, sha256 of every file, how to cite, tool version) and
 ``datapackage.json`` (Frictionless Data). The name is the day (UTC) run N finished and the run
 itself, plus the formats when not all were asked for: a name is never reused for other
 content, and nothing inside depends on when the export ran, so exporting the same run again
 gives byte-identical files and a snapshot can be cited and checked.
 
-A snapshot is written into a hidden directory beside its final place and renamed into place
-(swapped with the old one, where the same run is exported again), then ``<out>/latest`` is
-re-pointed by renaming a new symlink over it: readers see the old snapshot or the new one,
-never half of one, and a process killed at any step leaves ``latest`` naming a whole one.
+What a snapshot holds is decided here; how its folder is put in place, atomically and on disk
+before ``<out>/latest`` names it, is ``folders``'.
 """
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
-import ctypes
-import errno
 import hashlib
 import io
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, folders
 from .archive import LESSON_COLUMNS, PROGRAM_COLUMNS, Archive, Column, read_snapshot
 from .errors import ExportError
-from .replay import WACZ_NAME, Page, build_wacz
+from .replay import WACZ_NAME, CaptureFiles, Page, build_wacz, latest_captures, whole_captures
 
 FORMATS = ("csv", "json", "ndjson")
-LATEST = "latest"
 # The archive itself in each snapshot; named as the archive is, so `datasette micropause.db`
 # publishes it under the same URLs as `micropause serve`.
 ARCHIVE_FILE = "micropause.db"
@@ -66,6 +58,8 @@ class Snapshot:
     run_id: int
     counts: dict[str, int]
     files: dict[str, str]  # file name → sha256, manifest.json excepted
+    # Capture files the WACZ could not use whole: name → why (missing, unreadable records).
+    captures_left_out: dict[str, str] = field(default_factory=dict)
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -80,11 +74,19 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def export_snapshot(
-    db_path: Path | str, out: Path | str | None = None, formats: Sequence[str] = FORMATS
+    db_path: Path | str,
+    out: Path | str | None = None,
+    formats: Sequence[str] = FORMATS,
+    *,
+    every_capture: bool = False,
 ) -> Snapshot:
     """Write the archive as it stands to ``<out>/<date>-run<id>/`` and point ``<out>/latest``
     at it.
 
+    ``captures.wacz`` holds what replays the archive as of its run (the newest capture of
+    every URL and what it refers to), or with ``every_capture`` every capture file whole. A
+    capture file that is missing or cannot be read (whole or in part) is left out and named
+    in ``Snapshot.captures_left_out`` and the manifest; the snapshot is still written.
     The same run exported again gives the same bytes (and replaces the folder with them).
     Hold the archive lock: leftovers of a crashed export are removed.
     """
@@ -94,7 +96,7 @@ def export_snapshot(
         captures = archive.layout.captures
         run_id = archive.latest_saved_run()["id"]
         try:
-            partial = _stage(out)
+            partial = folders.stage(out)
         except OSError as exc:
             raise ExportError(f"cannot write a snapshot in {out}: {exc}") from None
         try:
@@ -110,20 +112,24 @@ def export_snapshot(
         rows = read_snapshot(partial / ARCHIVE_FILE)
         run, tables = rows.run, rows.tables
         pages = [
-            Page(id=f"lesson-{i}", url=url, title=title) for i, url, title in rows.lesson_pages
+            Page(id=f"lesson-{i}", url=url, title=title, text=_page_text(title, description))
+            for i, url, title, description in rows.lesson_pages
         ]
         name = snapshot_name(run, formats)
         files = render_files(tables, formats)
         built = {ARCHIVE_FILE: partial / ARCHIVE_FILE}
-        warcs = [p for p in (captures / c for c in rows.captures) if p.is_file()]
-        if warcs:
-            _build_wacz(partial / WACZ_NAME, warcs, pages, run, name)
+        capture_files = CaptureFiles()
+        warcs = [captures / c for c in rows.captures]
+        # An archive copied without its captures/ folder has no WACZ, and nothing to name.
+        if any(p.is_file() for p in warcs) and _build_wacz(
+            partial, warcs, pages, run, name, capture_files, every_capture
+        ):
             built[WACZ_NAME] = partial / WACZ_NAME
         hashes = {file: (path.stat().st_size, _file_digest(path)) for file, path in built.items()}
         files["datapackage.json"] = _json_bytes(datapackage(run, tables, files, hashes, name))
-        manifest = build_manifest(run, tables, files, hashes, name, warcs)
+        manifest = build_manifest(run, tables, files, hashes, name, capture_files, every_capture)
         files["manifest.json"] = _json_bytes(manifest)
-        path = _publish(out, name, files, partial)
+        path = folders.publish(out, name, files, partial)
     except OSError as exc:
         raise ExportError(f"cannot write snapshot {out / (name or '')}: {exc}") from None
     finally:
@@ -135,6 +141,7 @@ def export_snapshot(
         run_id=run["id"],
         counts=manifest["counts"],
         files={file: entry["sha256"] for file, entry in manifest["files"].items()},
+        captures_left_out=dict(capture_files.damaged),
     )
 
 
@@ -145,22 +152,51 @@ def snapshot_name(run: dict, formats: Sequence[str]) -> str:
     return name if tuple(formats) == FORMATS else "-".join((name, *formats))
 
 
-def _build_wacz(target: Path, warcs: list[Path], pages: list[Page], run: dict, name: str):
+def _page_text(title: str, description: str | None) -> str:
+    return "\n\n".join(part for part in (title, description) if part)
+
+
+def _build_wacz(
+    partial: Path,
+    warcs: list[Path],
+    pages: list[Page],
+    run: dict,
+    name: str,
+    capture_files: CaptureFiles,
+    every_capture: bool,
+) -> bool:
+    """``captures.wacz`` in ``partial``; False when no capture could be read."""
+    if every_capture:
+        usable = whole_captures(warcs, capture_files)
+        what = f"Every capture of micropause-archive runs up to run {run['id']}"
+    else:
+        # Beside the snapshot's files while it is built, never among them: the WACZ holds it.
+        staging = partial / ".captures"
+        staging.mkdir(exist_ok=True)
+        latest = staging / f"run{run['id']}-latest.warc.gz"
+        usable = [latest] if latest_captures(latest, warcs, capture_files) else []
+        what = f"The newest capture of every page of micropause-archive runs up to run {run['id']}"
     try:
+        if not usable:
+            return False
         build_wacz(
-            target,
-            warcs,
+            partial / WACZ_NAME,
+            usable,
             pages,
             created=run["finished"],
             title=f"Micro Pause lessons, snapshot {name}",
-            description=f"Every capture of micropause-archive runs up to run {run['id']}: "
-            "the lesson pages, listings and sitemaps as the site sent them.",
+            description=f"{what}: the lesson pages, listings, sitemaps and what they need to "
+            "replay, as the site sent them.",
         )
     except OSError:
         raise
     except Exception as exc:
-        # A capture file py-wacz cannot index (damaged on disk): the snapshot is not written.
+        # Every record was read and checked before it was packed: this is a defect.
         raise ExportError(f"cannot build {WACZ_NAME}: {type(exc).__name__}: {exc}") from None
+    finally:
+        if not every_capture:
+            shutil.rmtree(staging, ignore_errors=True)
+    return True
 
 
 # -- rendering: pure, from rows to bytes ----------------------------------------------------
@@ -219,7 +255,8 @@ def build_manifest(
     files: dict[str, bytes],
     built: dict[str, tuple[int, str]] | None = None,
     name: str | None = None,
-    warcs: Sequence[Path] = (),
+    capture_files: CaptureFiles | None = None,
+    every_capture: bool = False,
 ) -> dict:
     """What a citation needs: which run, from where, how many, what each column means, how
     to cite it, and a checksum of every other file in the snapshot (``files`` in memory,
@@ -299,11 +336,22 @@ def build_manifest(
             {
                 "captures": {
                     "file": WACZ_NAME,
-                    "what": "Every HTTP response the runs up to this one received (WARC), "
-                    "with a CDXJ index and pages/pages.jsonl listing every lesson page.",
-                    "warcs": [path.name for path in warcs],
+                    "what": (
+                        "Every HTTP exchange of the runs up to this one (WARC)"
+                        if every_capture
+                        else "The newest capture of every URL the runs up to this one "
+                        "fetched, with the captures its revisits refer to (WARC); the whole "
+                        "history is in the archive's captures/ folder"
+                    )
+                    + ", with a CDXJ index and pages/pages.jsonl listing every lesson page "
+                    "with its text.",
+                    "from": capture_files.used if capture_files else [],
+                    "left_out": dict(sorted(capture_files.damaged.items()))
+                    if capture_files
+                    else {},
                     "open": "ReplayWeb.page (open the file from disk) or pywb "
-                    f"(wb-manager init micropause && wb-manager add micropause {WACZ_NAME})",
+                    "(wb-manager init micropause && "
+                    f"wb-manager add --unpack-wacz micropause {WACZ_NAME})",
                 }
             }
             if WACZ_NAME in built
@@ -391,163 +439,9 @@ def datapackage(
     }
 
 
-# -- writing: the only part that touches the disk --------------------------------------------
-
-
-def _stage(out: Path) -> Path:
-    """A new hidden folder in ``out`` to build a snapshot in, after tidying what an export
-    that died left behind."""
-    out.mkdir(parents=True, exist_ok=True)
-    _recover(out)
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
-    partial.chmod(0o755)  # mkdtemp makes it private; a snapshot is meant to be read
-    return partial
-
-
-def _publish(out: Path, name: str, files: dict[str, bytes], partial: Path) -> Path:
-    """Add ``files`` to the staged snapshot ``partial``, put it in place as ``<out>/<name>``
-    and point ``latest`` at it.
-
-    Whenever the process dies, ``latest`` names a whole snapshot, the old one or the new one:
-    the new one is complete and on disk before anything visible moves, ``latest`` only ever
-    moves by renaming a new symlink over it, and whatever it points at is never removed."""
-    for file, data in files.items():
-        _write(partial / file, data)
-    for built in partial.iterdir():
-        if built.name not in files:  # the SQLite file and the WACZ, written in place
-            _fsync_file(built)
-    _sync(partial)
-    target = out / name
-    if not target.exists():
-        os.rename(partial, target)
-    elif _exchange(partial, target):
-        # One atomic step: <name> (and so `latest`) was the old snapshot, is now the new one;
-        # the old one is in the hidden folder, removed below.
-        pass
-    else:
-        _replace_without_exchange(out, target, partial)
-    _point_latest(out, name)
-    _sync(out)
-    _remove_leftovers(out)
-    return target
-
-
-def _replace_without_exchange(out: Path, target: Path, partial: Path) -> None:
-    """Where directories cannot be swapped, the old <date> is moved aside and the new one
-    renamed into its place: for that instant there is no <date>. If `latest` names <date>, it
-    first names a copy of the old snapshot (hard links: no data copied), so it never dangles."""
-    pid = os.getpid()
-    old = out / f".old-{target.name}-{pid}"
-    moved_latest = _latest_is(out, target)
-    if moved_latest:
-        prev = out / f".prev-{target.name}-{pid}"
-        _link_copy(target, prev)
-        _point_latest(out, prev.name)
-    try:
-        os.rename(target, old)
-        os.rename(partial, target)
-    except BaseException:
-        # Put the old snapshot back, as far as the disk lets us; `latest` names a whole one
-        # throughout, and the leftovers go with the next export.
-        with contextlib.suppress(OSError):
-            if not target.exists() and old.exists():
-                os.rename(old, target)
-            if moved_latest and target.exists():
-                _point_latest(out, target.name)
-        raise
-
-
-def _link_copy(source: Path, copy: Path) -> None:
-    """``copy`` holds the files of ``source``: hard links where the filesystem has them.
-    Snapshot files are never rewritten in place, so a link is as good as a copy."""
-    shutil.rmtree(copy, ignore_errors=True)
-    copy.mkdir()
-    copy.chmod(0o755)
-    for entry in source.iterdir():
-        try:
-            os.link(entry, copy / entry.name)
-        except OSError:
-            shutil.copy2(entry, copy / entry.name)
-    _sync(copy)
-
-
-def _point_latest(out: Path, name: str) -> None:
-    """Re-point ``<out>/latest`` at ``name`` in one step: a new link renamed over it."""
-    link = out / f".latest-{os.getpid()}"
-    link.unlink(missing_ok=True)
-    # Relative, so the exports folder can be moved or committed to git as it is.
-    os.symlink(name, link)
-    os.replace(link, out / LATEST)
-
-
-def _latest_is(out: Path, path: Path) -> bool:
-    latest = out / LATEST
-    return latest.exists() and os.path.samefile(latest, path)
-
-
-def _recover(out: Path) -> None:
-    """Tidy what an export that died left behind (only one export runs at a time, under the
-    lock): a snapshot it had moved aside goes back if its replacement never arrived; other
-    leftovers go, except the one `latest` names, which stays until `latest` moves on."""
-    for old in out.glob(".old-*"):
-        original = out / old.name.removeprefix(".old-").rsplit("-", 1)[0]
-        if not original.exists():
-            os.rename(old, original)
-    _remove_leftovers(out)
-
-
-def _remove_leftovers(out: Path) -> None:
-    for leftover in [*out.glob(".partial-*"), *out.glob(".old-*"), *out.glob(".prev-*")]:
-        if not _latest_is(out, leftover):
-            shutil.rmtree(leftover, ignore_errors=True)
-    for link in out.glob(".latest-*"):
-        link.unlink(missing_ok=True)
-
-
-_RENAME_EXCHANGE = 2  # linux/fs.h
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two directories in one atomic step (Linux renameat2). False where the system or
-    the filesystem cannot; nothing has changed then."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd = -100
-    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    if done == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        # On disk before the rename makes it visible: a power cut must not publish empty files.
-        os.fsync(f.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _sync(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

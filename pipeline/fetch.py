@@ -15,6 +15,8 @@ handed to ``on_response`` so that captures can keep the raw exchange.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import random
 import zlib
 from collections.abc import Callable, Iterable
@@ -32,6 +34,9 @@ from .decode import Decoded, decode_html, header, is_html, media_type
 from .errors import CrawlRefused, FetchError
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Which FetchStats the exchange under way counts in: set by Fetcher.get for its own task, so
+# concurrent page and requisite fetches never count in each other's.
+_COUNTED_IN: contextvars.ContextVar[FetchStats | None] = contextvars.ContextVar("counted_in")
 # RFC 9309 §2.5: a crawler must parse at least 500 KiB of robots.txt and may ignore the rest.
 ROBOTS_MAX_BYTES = 500 * 1024
 
@@ -48,6 +53,7 @@ class Fetched:
     http_version: str
     fetched_at: str
     raw: bytes | None = None  # the body as transferred, before Content-Encoding is undone
+    ip_address: str | None = None  # the server's address, where the connection tells it
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
@@ -63,6 +69,16 @@ class Fetched:
     def decode(self) -> Decoded:
         """The body as text, decoded as a browser would (see ``decode``): never raises."""
         return decode_html(self.body, self.header("content-type"))
+
+
+@dataclass(frozen=True)
+class StoredRobots:
+    """robots.txt as an earlier run received it: its validators, and its body on demand (from
+    the captures; None when that cannot be read)."""
+
+    etag: str | None
+    last_modified: str | None
+    body: Callable[[], bytes | None]
 
 
 @dataclass
@@ -126,6 +142,9 @@ class Fetcher:
         self.retry = config.retry
         self.on_response = on_response
         self.stats = FetchStats()
+        self.robots_answers: dict[str, Fetched] = {}
+        # Page requisites' requests (stylesheets, images …) are counted apart from the pages'.
+        self.requisite_stats = FetchStats()
         self._rng = rng or random.Random()
         self._hosts: dict[str, _Host] = {}
         self._client = httpx.AsyncClient(
@@ -154,15 +173,30 @@ class Fetcher:
             return False
         return parts.scheme in ("http", "https") and parts.netloc == self.config.host
 
-    async def load_robots(self, url: str) -> Protego:
+    async def load_robots(self, url: str, earlier: StoredRobots | None = None) -> Protego:
         """Fetch and parse the host's robots.txt once (see ``read_robots``); no answer at all
-        raises FetchError."""
+        raises FetchError. With ``earlier`` (what a previous run received) it is asked for
+        conditionally, and a 304 is read as the stored copy. The answer is kept in
+        ``robots_answers`` (the 304 as it came), for the run to record."""
         host = self._host(url)
         if host.robots is None:
             parts = urlsplit(url)
             robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
+            headers = {}
+            if earlier is not None and earlier.etag:
+                headers["If-None-Match"] = earlier.etag
+            if earlier is not None and earlier.last_modified:
+                headers["If-Modified-Since"] = earlier.last_modified
             try:
-                response = await self._follow_redirects(robots_url, {}, robots=True)
+                response = await self._follow_redirects(robots_url, headers, robots=True)
+                self.robots_answers[robots_url] = response
+                if response.status == 304:
+                    body = earlier.body() if earlier is not None and headers else None
+                    if body is None:  # the stored copy is unreadable: ask again in full
+                        response = await self._follow_redirects(robots_url, {}, robots=True)
+                        self.robots_answers[robots_url] = response
+                    else:
+                        response = dataclasses.replace(response, status=200, body=body)
             except FetchError as exc:
                 if exc.status is None or exc.status < 500:
                     raise
@@ -180,10 +214,28 @@ class Fetcher:
         robots = await self.load_robots(url)
         return robots.can_fetch(url, self.politeness.user_agent)
 
-    async def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None):
+    async def get(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        requisite: bool = False,
+    ):
         """GET ``url`` within the site: robots.txt obeyed, same-site redirects followed,
         transient failures retried. Returns the final response (2xx, 304 or a 4xx the caller
-        judges); raises FetchError when the URL cannot be fetched."""
+        judges); raises FetchError when the URL cannot be fetched. A ``requisite``'s
+        requests are counted in ``requisite_stats``."""
+        token = _COUNTED_IN.set(self.requisite_stats if requisite else self.stats)
+        try:
+            return await self._get(url, etag, last_modified)
+        finally:
+            _COUNTED_IN.reset(token)
+
+    def _stats(self) -> FetchStats:
+        return _COUNTED_IN.get(None) or self.stats
+
+    async def _get(self, url: str, etag: str | None, last_modified: str | None) -> Fetched:
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -196,7 +248,7 @@ class Fetcher:
             target = urljoin(response.url, response.header("location") or "")
             raise FetchError(url, f"redirect leaves the site: {target}")
         if response.status == 304:
-            self.stats.not_modified += 1
+            self._stats().not_modified += 1
         return response
 
     async def _follow_redirects(
@@ -233,7 +285,7 @@ class Fetcher:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     if number > 1:
-                        self.stats.retries += 1
+                        self._stats().retries += 1
                     final = number >= self.retry.attempts
                     return await self._attempt(url, headers, final=final, robots=robots)
         except _Retryable as exc:
@@ -255,7 +307,7 @@ class Fetcher:
         host = self._host(url)
         async with host.slots:
             await host.pacer.turn()
-            self.stats.requests += 1
+            self._stats().requests += 1
             try:
                 # httpx's read timeout is per read; a server dripping bytes could hold a slot
                 # forever, so the whole exchange has a deadline too.
@@ -290,17 +342,20 @@ class Fetcher:
                     break
                 if size > cap:
                     raise FetchError(url, f"response too large: over {cap} bytes")
-            self.stats.bytes += size
+            self._stats().bytes += size
             raw = b"".join(chunks)
             encoding = response.headers.get("content-encoding", "").strip().lower()
             return Fetched(
+                ip_address=_server_address(response),
                 url=url,
                 status=response.status_code,
                 headers=tuple(response.headers.multi_items()),
                 body=_decompress(url, raw, encoding, cap),
                 request_headers=tuple(response.request.headers.multi_items()),
                 http_version=response.http_version,
-                fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                # Microseconds: two fetches of one URL within a second (two runs, a retry) must
+                # still sort in the order they happened, in the WARC and in replay tools.
+                fetched_at=datetime.now(UTC).isoformat(timespec="microseconds"),
                 raw=raw,
             )
 
@@ -382,6 +437,17 @@ def _decompress(url: str, raw: bytes, encoding: str, cap: int) -> bytes:
             raise _Retryable(f"truncated {encoding} body ({len(raw)} bytes)")
         return body
     raise _Retryable(f"corrupt {encoding} body")
+
+
+def _server_address(response: httpx.Response) -> str | None:
+    """The IP address the exchange went to (WARC-IP-Address), or None where the transport
+    does not say."""
+    stream = response.extensions.get("network_stream")
+    try:
+        address = stream.get_extra_info("server_addr") if stream is not None else None
+    except Exception:  # a transport's own extension: it may not know the key
+        return None
+    return str(address[0]) if isinstance(address, tuple) and address else None
 
 
 def _retry_after(value: str | None) -> float | None:

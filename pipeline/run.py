@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import Archive, RunCounts, RunOutcome, run_status
-from .captures import CaptureWriter
+from .captures import CaptureWriter, read_body, warcinfo_fields
 from .config import Config
 from .crawl import CrawlResult, Progress, crawl
 from .errors import ArchiveWriteError, HealthCheckFailed
@@ -47,13 +47,14 @@ def crawl_into_archive(
     conditionally. A run that fails a health check is saved as 'unhealthy' and raises
     HealthCheckFailed."""
     with Archive.open(db_path) as archive, archive.recorded_run(config.site.start_urls) as run_id:
-        with _captures(archive, run_id) as capture:
+        with _captures(archive, run_id, warcinfo_fields(config)) as capture:
             result = crawl(
                 config,
                 known=archive.known_pages(),
                 max_pages=max_pages,
                 progress=progress,
                 on_response=capture,
+                stored_body=capture.stored_body,
             )
         health = tuple(check_health(result, config.health, baseline=archive.healthy_baseline()))
         not_read = result.not_read(archive.published_lessons())
@@ -77,7 +78,11 @@ def crawl_into_archive(
                 unchanged=result.not_modified,
                 # Only a complete run that passed every check may conclude a lesson is gone.
                 gone=result.gone if result.complete and not health else (),
-                pages=list(result.pages.values()),
+                pages=[
+                    *result.pages.values(),
+                    *result.requisites.values(),
+                    *filter(None, [result.robots]),
+                ],
                 captures=capture.latest,
                 figures={
                     "complete": int(result.complete),
@@ -91,6 +96,14 @@ def crawl_into_archive(
                     "listings_walked": result.listings.walked,
                     "listings_inferred": result.listings.inferred,
                     "listings_contradicted": result.listings.contradicted,
+                    "requisite_requests": result.requisite_stats.requests,
+                    "requisites_fetched": sum(
+                        1 for r in result.requisites.values() if r.status is not None
+                    ),
+                    "requisites_not_modified": result.requisite_stats.not_modified,
+                    "requisites_failed": sum(
+                        1 for r in result.requisites.values() if r.error is not None
+                    ),
                     "health": json.dumps([str(failure) for failure in health]),
                     "captures": capture.name,
                     "not_read": json.dumps(not_read) if not_read else None,
@@ -124,18 +137,24 @@ class _captures:
     """The run's WARC writer for the block: a capture that cannot be written (disk full) stops
     the run as an ArchiveWriteError, and nothing else is written."""
 
-    def __init__(self, archive: Archive, run_id: int):
+    def __init__(self, archive: Archive, run_id: int, info: dict[str, str]):
         self.directory = archive.layout.captures
         self.run_id = run_id
         self.earlier = archive.earlier_captures()
+        self.info = info
 
     def __enter__(self) -> _captures:
         try:
-            self.writer = CaptureWriter(self.directory, self.run_id, self.earlier)
+            self.writer = CaptureWriter(self.directory, self.run_id, self.earlier, self.info)
         except OSError as exc:
             raise self._error(exc) from None
         self.name, self.path, self.latest = self.writer.name, self.writer.path, self.writer.latest
         return self
+
+    def stored_body(self, url: str) -> bytes | None:
+        """The body an earlier run captured for ``url``, or None."""
+        ref = self.earlier.get(url)
+        return read_body(self.directory, ref) if ref is not None else None
 
     def __call__(self, response: Fetched) -> None:
         try:

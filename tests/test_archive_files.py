@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlite_utils import Database
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline import export as export_module
+from pipeline import folders as export_module
 from pipeline import publish
 from pipeline.archive import Layout
 from pipeline.captures import ReadStats, read_responses

@@ -110,8 +110,11 @@ def test_incremental_recrawls_are_conditional_and_find_the_new_lesson(results):
     first, unchanged, changed = (incremental[k] for k in ("first", "unchanged", "changed"))
     assert unchanged["requests"] < first["requests"]
     assert unchanged["wire_bytes"] < first["wire_bytes"]
-    # Everything but robots.txt is asked conditionally, and nothing has changed.
-    assert unchanged["unconditional_sample"] == ["/robots.txt"]
+    # Everything, robots.txt too, is asked conditionally, and nothing has changed.
+    assert unchanged["unconditional_sample"] == []
+    # Page requisites: captured by the first crawl, none asked again by an unchanged re-crawl.
+    assert first["requisite_requests"] > 0
+    assert unchanged["requisite_requests"] == 0
     assert unchanged["lessons_new"] == unchanged["lessons_changed"] == 0
     assert changed["new_lesson_found"] is True
     assert changed["edited_detected"] == changed["edited"] >= 1

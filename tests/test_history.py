@@ -87,10 +87,10 @@ def test_unchanged_recrawl_is_conditional_and_mostly_304(site, config, archive):
     site.reset_stats()
     report = crawl_into_archive(config, archive)
     conditional = [r for r in site.requests if "if-none-match" in r.headers]
-    answered_304 = [r for r in site.requests if r.status == 304]
-    pages = [r for r in site.requests if r.path != "/robots.txt"]
-    assert len(conditional) == len(pages)  # every page is asked for conditionally
-    assert len(answered_304) >= 0.9 * len(pages)
+    answered_304 = [r for r in site.requests if r.status == 304 and r.path != "/robots.txt"]
+    # Every page is asked for conditionally, and so is robots.txt.
+    assert len(conditional) == len(site.requests)
+    assert len(answered_304) >= 0.9 * len(site.requests)
     # About one request per lesson: robots.txt, the sitemap, each lesson's page.
     assert site.request_count <= report.counts.lessons_found + 5
     assert sum(r.bytes_sent for r in site.requests) < 0.05 * first_bytes
@@ -227,7 +227,8 @@ def test_a_304_is_captured_as_a_revisit_not_a_copy(site, config, archive):
     revisits = [r for r in records if r.rec_type == "revisit"]
     assert revisits and len(revisits) >= 0.9 * len(records)
     profile = revisits[0].rec_headers.get_header("WARC-Profile")
-    assert profile.endswith("/revisit/server-not-modified")
+    # The form replay tools resolve to the body it confirms (tests/test_warc_records.py).
+    assert profile.endswith("/revisit/identical-payload-digest")
     assert revisits[0].rec_headers.get_header("WARC-Refers-To-Target-URI")
 
 

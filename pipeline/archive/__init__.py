@@ -369,7 +369,9 @@ def _snapshot_rows(conn: sqlite3.Connection) -> SnapshotRows:
                 runs.SAVED,
             )
         ],
-        lesson_pages=conn.execute("SELECT id, url, title FROM lessons ORDER BY id").fetchall(),
+        lesson_pages=conn.execute(
+            "SELECT id, url, title, description FROM lessons ORDER BY id"
+        ).fetchall(),
     )
 
 

@@ -23,7 +23,7 @@ class PageRecord:
     """The outcome of one URL in a run: what the `pages` table keeps."""
 
     url: str
-    kind: str  # lesson | listing | sitemap
+    kind: str  # lesson | listing | sitemap | requisite
     status: int | None = None
     etag: str | None = None
     last_modified: str | None = None
@@ -97,12 +97,13 @@ class ArchiveStatus:
 @dataclass(frozen=True)
 class SnapshotRows:
     """The archive as one read saw it: the run whose content it is, each table's rows, the
-    capture files of its crawls (oldest first), and each lesson's (id, url, title)."""
+    capture files of its crawls (oldest first), and each lesson's (id, url, title,
+    description)."""
 
     run: dict
     tables: dict[str, list[tuple]]
     captures: list[str] = field(default_factory=list)
-    lesson_pages: list[tuple[int, str, str]] = field(default_factory=list)
+    lesson_pages: list[tuple[int, str, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

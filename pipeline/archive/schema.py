@@ -242,6 +242,19 @@ def m006_lessons_not_read(db: Database) -> None:
 
 
 @migrations()
+def m009_requisites(db: Database) -> None:
+    # A page's requisites (stylesheets, scripts, fonts, images) are fetched and counted apart
+    # from the pages: `requests` and `pages_*` stay the pages' own.
+    for column in (
+        "requisite_requests",
+        "requisites_fetched",
+        "requisites_not_modified",
+        "requisites_failed",
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+
+
+@migrations()
 def m010_lesson_media(db: Database) -> None:
     # Each lesson's video (the player's URL, its provider and id) and thumbnail. Lessons
     # stored before keep NULLs until their page changes or `micropause reparse` reads them

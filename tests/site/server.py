@@ -24,6 +24,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -43,6 +44,8 @@ DEFAULT_ROBOTS = (
     "Allow: /wp-admin/admin-ajax.php\n"
 )
 DEFAULT_OFFSITE_URL = "http://127.0.0.2:9/elsewhere/"
+# Where the site's page requisites live (stylesheets, scripts, fonts, images).
+REQUISITE_PATHS = ("/wp-content/", "/wp-includes/")
 START_SLUG = "forward-fold-circle-the-knees"
 
 FAULT_KINDS = (
@@ -288,6 +291,7 @@ class FixtureSite:
         canonicals: Mapping[str, str] | None = None,
         link_base: str | None = None,
         own_thumbnails: bool = False,
+        inline_style_bytes: int = 0,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
@@ -299,6 +303,9 @@ class FixtureSite:
         # True: a lesson's page shows its own featured image too, as Divi does when the theme
         # option is on (the real site's pages show it only in other lessons' listings).
         self.own_thumbnails = own_thumbnails
+        # Divi prints each page's module styles inline, tens of kilobytes of them: the real
+        # pages weigh that much more than the fixture's (opt-in; 0 keeps the pages small).
+        self.inline_style_bytes = inline_style_bytes
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -320,7 +327,10 @@ class FixtureSite:
 
         self._lock = threading.RLock()
         self._arrived = threading.Condition(self._lock)
+        # Page requests (what a crawl's page counts compare with); the requests for page
+        # requisites (REQUISITE_PATHS: the theme's files, the logo, thumbnails) are kept apart.
         self.requests: list[RequestRecord] = []
+        self.requisite_requests: list[RequestRecord] = []
         self.max_in_flight = 0
         self._in_flight = 0
         self._faults: dict[str, list[str]] = {}
@@ -410,6 +420,7 @@ class FixtureSite:
         """Forget recorded requests and the in-flight high-water mark (e.g. between crawls)."""
         with self._lock:
             self.requests.clear()
+            self.requisite_requests.clear()
             self.max_in_flight = self._in_flight
 
     # -- content queries (what the site currently publishes) ----------------------------------
@@ -578,7 +589,10 @@ class FixtureSite:
 
     def _begin(self, record: RequestRecord) -> None:
         with self._lock:
-            self.requests.append(record)
+            if record.path.startswith(REQUISITE_PATHS):
+                self.requisite_requests.append(record)
+            else:
+                self.requests.append(record)
             self._arrived.notify_all()
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -655,7 +669,7 @@ class FixtureSite:
             return _page(render.simple_page(base, path, title, paragraphs, "page"))
         if path.rstrip("/") + "/" in _SIMPLE_PAGES:
             return _redirect(f"{base}{path}/")
-        if path.startswith(("/wp-content/", "/wp-includes/")):
+        if path.startswith(REQUISITE_PATHS):
             return _asset(path)
         return self._not_found(base)
 
@@ -691,6 +705,10 @@ class FixtureSite:
             )
         for old, new in THEMES[self.theme].items():
             html = html.replace(old, new)
+        if self.inline_style_bytes:
+            html = html.replace(
+                "</head>", _inline_styles(path, self.inline_style_bytes) + "</head>", 1
+            )
         # The page shows the lesson, its page of items and "Page N of M", which depends on
         # every listed lesson, so all of them (and unpublishing) count towards Last-Modified.
         stamps = [_parse_time(x.modified) for x in [lesson, *items]]
@@ -743,11 +761,79 @@ def _redirect(location: str, status: int = 301) -> _Response:
 
 
 def _asset(path: str) -> _Response:
-    if path.endswith(".css"):
-        return _Response(200, b"/* fixture */\n", "text/css")
-    if path.endswith(".js"):
-        return _Response(200, b"/* fixture */\n", "application/javascript")
-    return _Response(200, _PIXEL, "image/gif")
+    """The theme's files, the logo and the thumbnails: tiny but real, each of the type its name
+    says, with validators, as Apache serves static files. The stylesheet loads a font and a
+    background image by url(), as Divi's does."""
+    kind = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    body, content_type = _ASSETS.get(kind, (_PIXEL, "image/gif"))
+    return _Response(200, body, content_type, last_modified=_SITE_MODIFIED, validators=True)
+
+
+def _inline_styles(path: str, size: int) -> str:
+    """About ``size`` bytes of module styles as Divi prints them inline: the same for a page
+    whenever it is served, different from page to page."""
+    rng = random.Random(path)
+    rules, total = [], 0
+    while total < size:
+        n = rng.randrange(100)
+        rule = (
+            f".et_pb_section_{n}.et_pb_section{{padding-top:{rng.randrange(90)}px;"
+            f"margin-bottom:{rng.randrange(60)}px;background-color:#{rng.randrange(1 << 24):06x}}}"
+        )
+        rules.append(rule)
+        total += len(rule)
+    return f'<style id="et-builder-module-design-cached-inline-styles">{"".join(rules)}</style>\n'
+
+
+def _png() -> bytes:
+    """A 1x1 white PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\xff\xff")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+# A 1x1 baseline JPEG (what WordPress serves for a thumbnail, only smaller).
+_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c19"
+    "12130f141d1a1f1e1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc0000b08"
+    "0001000101011100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc400b51000"
+    "02010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c11552d1f0"
+    "2433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768"
+    "696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3"
+    "c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00fb"
+    "d3ffd9"
+)
+FONT_PATH = "/wp-content/themes/Divi/core/admin/fonts/modules/all/modules.woff"
+BACKGROUND_PATH = "/wp-content/themes/Divi/images/menu-background.png"
+_STYLESHEET = (
+    "/* Divi (fixture) */\n"
+    f"@font-face{{font-family:ETmodules;src:url('../../..{FONT_PATH}') format('woff')}}\n"
+    "body{font-family:Georgia,serif;color:#333;background:#fff}\n"
+    f"#main-header{{background:url({BACKGROUND_PATH}) repeat-x}}\n"
+    "h1.entry-title{color:#2ea3f2;font-size:30px}\n"
+    ".et_pb_blog_grid article{display:inline-block;width:30%}\n"
+).encode()
+# Not a usable font, only its signature: nothing in the tests renders with it.
+_WOFF = b"wOFF\x00\x01\x00\x00" + bytes(36)
+_ASSETS = {
+    "css": (_STYLESHEET, "text/css"),
+    "js": (
+        b"/* Divi (fixture) */\ndocument.documentElement.className += ' js';\n",
+        "application/javascript",
+    ),
+    "png": (_png(), "image/png"),
+    "jpg": (_JPEG, "image/jpeg"),
+    "jpeg": (_JPEG, "image/jpeg"),
+    "gif": (_PIXEL, "image/gif"),
+    "woff": (_WOFF, "font/woff"),
+}
 
 
 def _error_html(code: str) -> bytes:
