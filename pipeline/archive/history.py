@@ -185,7 +185,8 @@ class StoredLessons:
         self._taken: set[str] = set()
 
     def take(self, url: str) -> tuple | None:
-        """(id, stored url, content_hash, removed_at, thumbnail_url) of the lesson ``url`` names, or None."""
+        """(id, stored url, content_hash, removed_at, thumbnail_url) of the lesson ``url``
+        names, or None."""
         if url in self._by_url and url not in self._taken:
             return self._claim(url)
         for stored in reversed(self._by_path.get(lesson_path(url), [])):
