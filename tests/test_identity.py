@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
 import pytest
@@ -219,6 +220,32 @@ def test_the_site_crawled_on_another_port_keeps_every_lessons_history(db_path):
     assert syllabus(db_path) == parts
     status = CliRunner().invoke(main, ["status", "--db", str(db_path)])
     assert f"{len(before)} lessons (0 removed), {len(programs)} programs" in status.output
+
+
+def feed_ids(db_path) -> list[str]:
+    response = asyncio.run(build_datasette(db_path).client.get("/micropause/changes.atom"))
+    assert response.status_code == 200, response.text
+    return [
+        entry.findtext("{http://www.w3.org/2005/Atom}id")
+        for entry in ET.fromstring(response.text).iter("{http://www.w3.org/2005/Atom}entry")
+    ]
+
+
+def test_a_move_of_the_site_keeps_every_feed_entrys_id(db_path):
+    """A feed reader that has seen an entry must never see it again as new: the entry's id is
+    the lesson's path and version, not the host the lesson was read from."""
+    with FixtureSite() as first:
+        crawl_into_archive(local_config(first), db_path)
+        first.edit(B, title="Feet on the ground, again")
+        crawl_into_archive(local_config(first), db_path)
+    before = feed_ids(db_path)
+    with FixtureSite() as moved:
+        moved.edit(B, title="Feet on the ground, again")  # the same site, served elsewhere
+        crawl_into_archive(local_config(moved), db_path)
+    after = feed_ids(db_path)
+    assert len(before) > 50
+    assert after == before  # a move is no change on the site: no entry, and no id changed
+    assert not any(first.url in entry or moved.url in entry for entry in after)
 
 
 def test_a_lesson_robots_txt_newly_disallows_is_kept_and_the_run_says_why(db_path):
