@@ -230,6 +230,8 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         say(out, "  stopped at --max-pages: nothing was marked removed")
     if result.deadline_passed:
         say(out, "  stopped at politeness.max_run_seconds: nothing was marked removed")
+    if result.capped:
+        say(out, f"  stopped discovering at {result.capped}: nothing was marked removed")
     for failure in report.health:
         say(out, f"  UNHEALTHY {failure}")
 
@@ -438,7 +440,8 @@ def reparse(config_path, db_path):
         out,
         f"reparse (run {report.run_id}): {report.captures_read} captures read, "
         f"{report.captures_skipped} skipped (cut short or corrupt), "
-        f"{report.lessons} lessons extracted, {report.counts.new} new, "
+        + (f"{report.pages_refused} pages refused (limits), " if report.pages_refused else "")
+        + f"{report.lessons} lessons extracted, {report.counts.new} new, "
         f"{report.counts.changed} changed · programs: {report.counts.programs}",
     )
 

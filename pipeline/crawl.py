@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 
 from .archive import KnownPage, PageRecord
 from .config import Config
+from .decode import not_html
 from .errors import ArchiveWriteError, FetchError, SiteUnreachable
 from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
-from .page import read_page
+from .isolate import PageFailed, run_async
+from .page import read_page_bounded
 
 log = logging.getLogger("micropause.crawl")
 
@@ -34,6 +36,8 @@ class CrawlResult:
     # Lesson URLs the site answered 404/410 for: a definite answer, not a failure.
     gone: set[str] = field(default_factory=set)
     budget_exhausted: bool = False
+    # The cap (limits.max_lessons or limits.max_pages) that stopped discovery, if one did.
+    capped: str | None = None
     disallowed: set[str] = field(default_factory=set)
     # Lesson pages whose title selector found nothing: the theme changed (a health check).
     untitled: set[str] = field(default_factory=set)
@@ -61,6 +65,7 @@ class CrawlResult:
         was read or proven."""
         return (
             not self.budget_exhausted
+            and self.capped is None
             and not self.deadline_passed
             and not self.failed
             and self.listings_settled
@@ -95,6 +100,7 @@ class Crawl:
         self.frontier = Frontier(self.scope, known or {})
         self._queue: asyncio.Queue[Link] = asyncio.Queue()
         self._seen: set[str] = set()
+        self._lessons_found = 0
         self._done = 0
         self._failed = 0
         self._started = 0
@@ -192,6 +198,8 @@ class Crawl:
         record.status = response.status
         record.fetched_at = response.fetched_at
         if response.status == 304:
+            # The fetcher never returns a 304 to a request that sent no validator (see
+            # fetch.odd_answer), so the page is known.
             record.etag, record.last_modified = known.etag, known.last_modified
             if kind == "lesson":
                 self.result.not_modified.add(url)
@@ -216,13 +224,22 @@ class Crawl:
         if not response.is_html:
             record.error = f"unexpected content type {response.content_type or 'none'}"
             return
-        read = read_page(
-            response.url,
-            response.body,
-            response.header("content-type"),
-            self.scope,
-            self.config.selectors,
-        )
+        if (reason := not_html(response.body, response.header("content-type"))) is not None:
+            record.error = reason
+            return
+        try:
+            read = await read_page_bounded(
+                response.url,
+                response.body,
+                response.header("content-type"),
+                self.scope,
+                self.config.selectors,
+                seconds=self.config.limits.page_seconds,
+            )
+        except PageFailed as exc:
+            record.error = str(exc)[:1000]
+            log.warning("page.failed url=%r error=%r", url, record.error[:300])
+            return
         record.listed = len(read.page.listed)
         record.warning = "; ".join(read.warnings)[:1000] or None
         self.result.anomalies += len(read.page.anomalies)
@@ -235,26 +252,59 @@ class Crawl:
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
-            sitemap = read_sitemap(response.body)
-        except ValueError as exc:
-            record.error = str(exc)
+            sitemap = await run_async(
+                _sitemap, response.body, seconds=self.config.limits.page_seconds
+            )
+        except PageFailed as exc:
+            record.error = str(exc)[:1000]
             return
         record.listed = len(sitemap.locs)
         kind = "sitemap" if sitemap.index else "lesson"
         await self._enqueue([Link(loc, kind) for loc in sitemap.locs])
 
     async def _enqueue(self, links: list[Link]) -> None:
-        """Queue each link once, if it is in scope and robots.txt allows it."""
+        """Queue each link once, if it is in scope and robots.txt allows it, until the run has
+        discovered as many lessons or pages as its limits allow."""
         for proposed in links:
             link = self.scope.link(proposed.url, proposed.kind)
-            if link is None or link.url in self._seen:
+            if link is None or link.url in self._seen or not self.frontier.within_count(link):
+                continue
+            if self._over_cap(link):
                 continue
             self._seen.add(link.url)
             if not await self.fetcher.allowed(link.url):
                 self.result.disallowed.add(link.url)
                 continue
             self.result.pages[link.url] = PageRecord(url=link.url, kind=link.kind)
+            self._lessons_found += link.kind == "lesson"
             self._queue.put_nowait(link)
+
+    def _over_cap(self, link: Link) -> bool:
+        """Whether queueing ``link`` would pass limits.max_lessons or limits.max_pages. The
+        first time, the run stops discovering (nothing more is queued, so memory stays what
+        the cap allows) and says so in one line."""
+        limits = self.config.limits
+        if link.kind == "lesson" and self._lessons_found >= limits.max_lessons:
+            cap = f"limits.max_lessons = {limits.max_lessons}"
+        elif len(self.result.pages) >= limits.max_pages:
+            cap = f"limits.max_pages = {limits.max_pages}"
+        else:
+            return False
+        if self.result.capped is None:
+            self.result.capped = cap
+            log.warning(
+                "run.capped: discovered as many as %s; discovery stopped, the run is "
+                "incomplete (nothing is marked removed)",
+                cap,
+            )
+        return True
+
+
+def _sitemap(body: bytes):
+    try:
+        return read_sitemap(body)
+    except ValueError as exc:
+        raise PageFailed(str(exc)) from None
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

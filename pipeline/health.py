@@ -79,7 +79,7 @@ def check_health(
             )
         )
     found = len(result.lesson_urls)
-    if baseline and not (result.budget_exhausted or result.deadline_passed):
+    if baseline and not (result.budget_exhausted or result.deadline_passed or result.capped):
         drop = (baseline - found) / baseline
         if drop > thresholds.max_lesson_drop:
             failures.append(
