@@ -20,16 +20,15 @@ from .config import MAX_CONCURRENCY, load_config
 from .errors import ConfigError, HealthCheckFailed, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
 from .run import RunReport, crawl_into_archive
+from .safe_text import TERMINAL, for_terminal
 
 EXIT_INTERRUPTED = 130
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
-# C0 and C1 controls but newline: an escape sequence in a title or URL must not reach the
-# terminal (or a log) as one.
-_CONTROLS = str.maketrans(
-    {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c != 0x0A}
-)
+# Controls but newline, and bidirectional overrides: an escape sequence in a title or URL must
+# not reach the terminal (or a log) as one.
+_CONTROLS = TERMINAL
 
 
 def as_text(value: object) -> Text:
@@ -332,11 +331,18 @@ def export(db_path, out_dir, formats):
 log = logging.getLogger("micropause")
 
 
+class _LineFormatter(logging.Formatter):
+    """Log lines with nothing a terminal could obey (see safe_text), whatever a message holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
 def configure_logging(level: int) -> None:
     """One line per record on stderr: UTC time, level, event, then key=value fields, e.g.
     ``2025-06-06T04:00:09Z INFO run.finished run=3 status=ok lessons_found=52``; readable by
     grep and awk, and journald keeps it as it is."""
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter = _LineFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -529,10 +535,14 @@ def diff(db_path, before, after, output):
     from .diff import as_csv, as_json, as_lines, diff_archive
 
     changes = diff_archive(db_path, before, after)
+    # To a file or a pipe the text is exact; to a terminal nothing it could obey gets through.
+    # (Written directly: click.echo would drop escape sequences from the exact text.)
+    stdout = sys.stdout
+    tty = stdout.isatty()
     if output == "json":
-        click.echo(as_json(changes), nl=False)
+        stdout.write(as_json(changes, ascii_only=tty))
     elif output == "csv":
-        click.echo(as_csv(changes), nl=False)
+        stdout.write(for_terminal(as_csv(changes, line_end="\n")) if tty else as_csv(changes))
     else:
         for line in as_lines(changes):
             say(out, line)

@@ -38,6 +38,7 @@ from . import __version__
 from .archive import LESSON_COLUMNS, PROGRAM_COLUMNS, Archive, Column, read_snapshot
 from .errors import ExportError
 from .replay import WACZ_NAME, Page, build_wacz
+from .safe_text import CSV_RULE, csv_cell
 
 FORMATS = ("csv", "json", "ndjson")
 LATEST = "latest"
@@ -189,7 +190,7 @@ def _csv_bytes(columns: Sequence[Column], rows: Iterable[tuple]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([c.name for c in columns])
     # NULL becomes an empty cell; the archive stores no empty strings where NULL is possible.
-    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    writer.writerows(["" if value is None else csv_cell(value) for value in row] for row in rows)
     return codecs.BOM_UTF8 + buffer.getvalue().encode("utf-8")
 
 
@@ -282,7 +283,7 @@ def build_manifest(
         },
         "encoding": {
             "csv": "UTF-8 with a byte order mark, CRLF between records, RFC 4180 quoting; "
-            "an empty cell is NULL",
+            f"an empty cell is NULL; {CSV_RULE}",
             "json": "UTF-8, one array of objects",
             "ndjson": "UTF-8, one object per line",
         },
@@ -353,6 +354,7 @@ def datapackage(
             "schema": schema,
         }
         if fmt == "csv":
+            resource["description"] = f"CSV: {CSV_RULE}."
             resource["profile"] = "tabular-data-resource"
             resource["dialect"] = {
                 "delimiter": ",",
