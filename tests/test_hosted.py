@@ -83,7 +83,7 @@ def test_the_printed_command_publishes_the_folder_as_serve_publishes_the_archive
         "--service",
         "micropause-archive",
     ]
-    assert "--extra-options '--setting suggest_facets off'" in argv
+    assert "--extra-options '--setting suggest_facets off --setting num_sql_threads 4'" in argv
     fly = invoke("fly", "--app", "micropause", "--db", archive, "--wheel", dist.wheel)
     assert fly.exit_code == 0, fly.output
     assert "datasette publish fly micropause.db --app micropause --metadata" in fly.output
