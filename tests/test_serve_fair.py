@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from pipeline.publish import SQL_IN_FLIGHT, SqlGate, format_cost
+from pipeline.publish import SQL_IN_FLIGHT, SqlGate, format_cost, load_metadata
 from tests.test_publish import free_port, serving
 
 # Runs until Datasette's time limit (1 s) stops it.
@@ -106,6 +106,20 @@ def test_one_client_gets_one_query_at_a_time(served):
         assert (
             same.get(f"{served.url}/micropause.json", params={"sql": "select 1"}).status_code == 200
         )
+
+
+def test_the_charts_own_queries_are_not_turned_away(served):
+    """The charts page asks for every chart's SQL at once from one browser."""
+    charts = load_metadata()["plugins"]["datasette-dashboards"]["micropause"]["charts"]
+    queries = [chart["query"] for chart in charts.values()] * 3
+    assert len(queries) > SQL_IN_FLIGHT
+
+    def ask(sql: str) -> int:
+        with client_from(50) as client:
+            return client.get(f"{served.url}/micropause.json", params={"sql": sql}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(len(queries)) as pool:
+        assert set(pool.map(ask, queries)) == {200}
 
 
 def test_the_gate_counts_per_client_and_in_all():
