@@ -317,7 +317,7 @@ def export(db_path, out_dir, formats):
     OUT/latest then points at it. Exporting the same run again gives byte-identical files.
     """
     formats = _formats(formats)
-    with archive_lock(db_path, "micropause export", create=False):
+    with archive_lock(db_path, "micropause export", create=False, reading=True):
         snapshot = export_snapshot(db_path, out_dir, formats)
     counts = snapshot.counts
     say(
@@ -465,7 +465,7 @@ def status(db_path, last):
     """Show the archive's last runs and what it holds, at a glance."""
     from rich.table import Table
 
-    with Archive.open(db_path, create=False) as archive:
+    with Archive.open(db_path, create=False, read_only=True) as archive:
         state = archive.status(last=last)
     say(
         out,

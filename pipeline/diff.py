@@ -233,6 +233,6 @@ def _json_text(value) -> str:
 
 def diff_archive(db_path: Path | str, before: int | None = None, after: int | None = None) -> Diff:
     """What changed in the archive at ``db_path`` from run ``before`` to run ``after``."""
-    with Archive.open(db_path, create=False) as archive:
+    with Archive.open(db_path, create=False, read_only=True) as archive:
         first, second = choose_runs(archive.run_summaries(), before, after)
         return diff_versions(archive.versions_between(first.id, second.id), first, second)

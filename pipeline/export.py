@@ -90,7 +90,7 @@ def export_snapshot(
     Hold the archive lock: leftovers of a crashed export are removed.
     """
     formats = tuple(f for f in FORMATS if f in formats)
-    with Archive.open(db_path, create=False) as archive:
+    with Archive.open(db_path, create=False, read_only=True) as archive:
         out = Path(out) if out is not None else archive.layout.exports
         captures = archive.layout.captures
         run_id = archive.latest_saved_run()["id"]

@@ -34,6 +34,7 @@ from .archive import (
     PROGRAM_COUNT_SQL,
     PROGRAM_SLUG_SQL,
     START_PROGRAMS_SQL,
+    read_only_uri,
     verify_archive,
 )
 from .errors import ConfigError
@@ -82,8 +83,8 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
         "programs": PROGRAM_COLUMNS,
         "lessons_in_order": LESSON_COLUMNS,
     }
-    uri = f"{Path(db_path).resolve().as_uri()}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+    # Immutable where the file system cannot be written: ?mode=ro alone needs WAL's -shm file.
+    with contextlib.closing(sqlite3.connect(read_only_uri(Path(db_path)), uri=True)) as conn:
         for table, columns in meanings.items():
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             described = tables.setdefault(table, {}).setdefault("columns", {})

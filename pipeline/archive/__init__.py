@@ -45,8 +45,10 @@ from .schema import (
     Column,
     now_iso,
     open_database,
+    open_read_only,
     read_only_uri,
     verify_archive,
+    writable,
 )
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "read_only_uri",
     "run_status",
     "verify_archive",
+    "writable",
 ]
 
 T = TypeVar("T")
@@ -116,10 +119,16 @@ class Archive:
         self.layout = layout
 
     @classmethod
-    def open(cls, path: Path | str = DEFAULT_DB, *, create: bool = True) -> Archive:
+    def open(
+        cls, path: Path | str = DEFAULT_DB, *, create: bool = True, read_only: bool = False
+    ) -> Archive:
         """Open the archive at ``path`` (or, with ``create``, make it). A file that is not a
-        micropause archive is refused with one ArchiveError and left exactly as it is."""
+        micropause archive is refused with one ArchiveError and left exactly as it is.
+        ``read_only`` (status, diff, export) opens an existing archive on a connection that
+        cannot write, so a read-only file system or a published copy is read as it is."""
         path = Path(path)
+        if read_only and not create and (db := open_read_only(path)) is not None:
+            return cls(db, Layout(path))
         return cls(open_database(path, create=create), Layout(path))
 
     def close(self) -> None:
