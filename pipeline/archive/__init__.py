@@ -12,6 +12,7 @@ when it ends, so a failed or killed run leaves the archive exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -283,7 +284,12 @@ class Archive:
         file (no WAL), read-only, the same bytes whenever the same run is copied. Runs after
         it wrote no lessons (they failed or were interrupted), so dropping their rows is all
         that differs."""
-        self._reading(lambda: self._copy(run_id, target))
+        try:
+            self._reading(lambda: self._copy(run_id, target))
+        except _CopyNotWritten as exc:
+            # The copy, not the archive, failed (disk full, no permission): an OSError, so
+            # the caller reports it as the snapshot that could not be written.
+            raise OSError(exc.errno, f"cannot write {target}: {exc.reason}") from None
         # The header's file change counter (offset 24) and version-valid-for number (offset
         # 92) carry on from the source's change counter, which moves with every write, even a
         # failed run's row. Equal, they stay valid (SQLite's file format, "The Database
@@ -295,16 +301,37 @@ class Archive:
         target.chmod(0o444)
 
     def _copy(self, run_id: int, target: Path) -> None:
-        self.db.execute("VACUUM INTO ?", [str(target)])
-        with contextlib.closing(sqlite3.connect(target, isolation_level=None)) as conn:
-            conn.execute("PRAGMA journal_mode = DELETE")
-            conn.execute("BEGIN")
-            conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
-            conn.execute("COMMIT")
-            conn.execute("VACUUM")
+        try:
+            self.db.execute("VACUUM INTO ?", [str(target)])
+            with contextlib.closing(sqlite3.connect(target, isolation_level=None)) as conn:
+                conn.execute("PRAGMA journal_mode = DELETE")
+                conn.execute("BEGIN")
+                conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
+                conn.execute("COMMIT")
+                conn.execute("VACUUM")
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in _WRITE_FAILURES:
+                raise _CopyNotWritten(_WRITE_FAILURES[code], str(exc)) from None
+            raise
 
     def _reading(self, read: Callable[[], T]) -> T:
         return _reading(self.layout.db, read)
+
+
+# SQLite's primary result codes for a file it could not write, as the errno they mean.
+_WRITE_FAILURES = {
+    13: errno.ENOSPC,  # SQLITE_FULL
+    10: errno.EIO,  # SQLITE_IOERR
+    14: errno.EACCES,  # SQLITE_CANTOPEN
+    8: errno.EROFS,  # SQLITE_READONLY
+}
+
+
+class _CopyNotWritten(Exception):
+    def __init__(self, errno_: int, reason: str):
+        super().__init__(reason)
+        self.errno, self.reason = errno_, reason
 
 
 def read_snapshot(path: Path) -> SnapshotRows:
