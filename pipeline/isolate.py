@@ -58,7 +58,12 @@ def _child(write_fd: int, fn: Callable[..., Any], args: tuple) -> None:
 
 def _fork(fn: Callable[..., Any], args: tuple) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(read_fd)
         _child(write_fd, fn, args)

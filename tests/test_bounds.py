@@ -8,13 +8,16 @@ Against the hostile copy of the fixture site (tests/site/hostile.py), never a mo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 import re
 import time
 
 import pytest
 from sqlite_utils import Database
 
+from pipeline import isolate
 from pipeline import page as page_module
 from pipeline.extract import extract
 from pipeline.frontier import UrlScope
@@ -321,3 +324,42 @@ def test_an_odd_answer_once_is_retried_and_the_page_kept(tmp_path, case):
         assert (VICTIM_PATH, case) in site.served
     assert report.result.complete and report.result.stats.retries >= 1
     assert VICTIM in lesson_slugs(db_path)
+
+
+# -- the child a page is read in ---------------------------------------------------------------
+
+
+def _slow(seconds):
+    time.sleep(seconds)
+    return "late"
+
+
+def _dies():
+    os._exit(3)
+
+
+def _raises():
+    raise RuntimeError("a bug on this page")
+
+
+def _big():
+    return "x" * 5_000_000  # more than a pipe holds: read while the child writes
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_the_child_answers_fails_or_is_stopped_with_a_message(run):
+    def call(fn, *args, seconds=5.0):
+        if run == "sync":
+            return isolate.run_sync(fn, *args, seconds=seconds)
+        return asyncio.run(isolate.run_async(fn, *args, seconds=seconds))
+
+    assert call(len, "abc") == 3
+    assert len(call(_big)) == 5_000_000
+    with pytest.raises(isolate.PageFailed, match=r"^RuntimeError: a bug on this page$"):
+        call(_raises)
+    with pytest.raises(isolate.PageFailed, match="ended without an answer"):
+        call(_dies)
+    began = time.monotonic()
+    with pytest.raises(isolate.BudgetExceeded, match=r"budget of 0\.5 s"):
+        call(_slow, 60, seconds=0.5)
+    assert time.monotonic() - began < 30
