@@ -395,6 +395,7 @@ def log_run(report: RunReport) -> None:
             requests=result.stats.requests,
             retries=result.stats.retries,
             seconds=f"{result.elapsed:.1f}",
+            capped=result.capped,
         ),
     )
     for failure in report.health:
