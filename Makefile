@@ -27,11 +27,12 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
 # Debian's Chromium for tests/test_browser.py: Playwright's own browser download needs the
-# internet, apt-get only the package mirror. Never fails: without a browser that test skips.
+# internet, apt-get only the package mirror. Fails when no browser can be had: a browser test
+# that cannot run is a failure, never a skip.
 browser:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } || \
-	  echo "make browser: could not install chromium; tests/test_browser.py will skip"
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } || true
+	@test -x $(CHROMIUM) || { echo "make browser: could not install chromium at $(CHROMIUM)" >&2; exit 1; }
 
 # npm for tests/test_replaywebpage.py, which fetches ReplayWeb.page's package from the npm
 # registry (pywb comes from PyPI): both are installed by the tests into .cache/replay-tools.

@@ -22,16 +22,15 @@ from .config import MAX_CONCURRENCY, load_config
 from .errors import ConfigError, DeadlinePassed, HealthCheckFailed, Interrupted, MicropauseError
 from .export import FORMATS, export_snapshot, parse_formats
 from .run import RunReport, crawl_into_archive
+from .safe_text import TERMINAL, for_terminal
 
 EXIT_INTERRUPTED = 130
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
-# C0 and C1 controls but newline: an escape sequence in a title or URL must not reach the
-# terminal (or a log) as one.
-_CONTROLS = str.maketrans(
-    {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c != 0x0A}
-)
+# Controls but newline, and bidirectional overrides: an escape sequence in a title or URL must
+# not reach the terminal (or a log) as one.
+_CONTROLS = TERMINAL
 
 
 def as_text(value: object) -> Text:
@@ -302,6 +301,8 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         say(out, "  stopped at --max-pages: nothing was marked removed")
     if result.deadline_passed:
         say(out, "  stopped at politeness.max_run_seconds: nothing was marked removed")
+    if result.capped:
+        say(out, f"  stopped discovering at {result.capped}: nothing was marked removed")
     for failure in report.health:
         say(out, f"  UNHEALTHY {failure}")
 
@@ -403,7 +404,7 @@ def export(db_path, out_dir, formats, every_capture):
     captures/); a capture file that cannot be read is left out and named.
     """
     formats = _formats(formats)
-    with archive_lock(db_path, "micropause export", create=False):
+    with archive_lock(db_path, "micropause export", create=False, reading=True):
         snapshot = export_snapshot(db_path, out_dir, formats, every_capture=every_capture)
     counts = snapshot.counts
     say(
@@ -420,11 +421,18 @@ def export(db_path, out_dir, formats, every_capture):
 log = logging.getLogger("micropause")
 
 
+class _LineFormatter(logging.Formatter):
+    """Log lines with nothing a terminal could obey (see safe_text), whatever a message holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
 def configure_logging(level: int) -> None:
     """One line per record on stderr: UTC time, level, event, then key=value fields, e.g.
     ``2025-06-06T04:00:09Z INFO run.finished run=3 status=ok lessons_found=52``; readable by
     grep and awk, and journald keeps it as it is."""
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter = _LineFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -482,6 +490,7 @@ def log_run(report: RunReport) -> None:
             requisites_failed=sum(1 for r in result.requisites.values() if r.error is not None),
             requisite_requests=result.requisite_stats.requests,
             seconds=f"{result.elapsed:.1f}",
+            capped=result.capped,
         ),
     )
     for problem in result.start_problems:
@@ -537,7 +546,8 @@ def reparse(config_path, db_path):
         out,
         f"reparse (run {report.run_id}): {report.captures_read} captures read, "
         f"{report.captures_skipped} skipped (cut short or corrupt), "
-        f"{report.lessons} lessons extracted, {report.counts.new} new, "
+        + (f"{report.pages_refused} pages refused (limits), " if report.pages_refused else "")
+        + f"{report.lessons} lessons extracted, {report.counts.new} new, "
         f"{report.counts.changed} changed · programs: {report.counts.programs}",
     )
 
@@ -555,7 +565,7 @@ def status(db_path, last):
     """Show the archive's last runs and what it holds, at a glance."""
     from rich.table import Table
 
-    with Archive.open(db_path, create=False) as archive:
+    with Archive.open(db_path, create=False, read_only=True) as archive:
         state = archive.status(last=last)
     say(
         out,
@@ -630,10 +640,14 @@ def diff(db_path, before, after, output):
     from .diff import as_csv, as_json, as_lines, diff_archive
 
     changes = diff_archive(db_path, before, after)
+    # To a file or a pipe the text is exact; to a terminal nothing it could obey gets through.
+    # (Written directly: click.echo would drop escape sequences from the exact text.)
+    stdout = sys.stdout
+    tty = stdout.isatty()
     if output == "json":
-        click.echo(as_json(changes), nl=False)
+        stdout.write(as_json(changes, ascii_only=tty))
     elif output == "csv":
-        click.echo(as_csv(changes), nl=False)
+        stdout.write(for_terminal(as_csv(changes, line_end="\n")) if tty else as_csv(changes))
     else:
         for line in as_lines(changes):
             say(out, line)

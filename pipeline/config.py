@@ -100,6 +100,20 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one page and one run may cost, whatever the site sends."""
+
+    # Seconds one page's decoding, structure check and extraction may take (in a child
+    # process, see pipeline/isolate.py); a page over it fails. A real page takes milliseconds.
+    page_seconds: float = 5.0
+    # Lessons and pages (lessons, listing pages, sitemaps) one run may discover: reaching
+    # either stops discovery and the run is incomplete. The real site has ~60 lessons and a
+    # full walk of its listings is ~1 000 pages.
+    max_lessons: int = 10_000
+    max_pages: int = 200_000
+
+
+@dataclass(frozen=True)
 class Health:
     """Thresholds a run must meet before it may mark lessons removed or publish a snapshot."""
 
@@ -129,6 +143,7 @@ class Config:
     retry: Retry = field(default_factory=Retry)
     health: Health = field(default_factory=Health)
     warc: Warc = field(default_factory=Warc)
+    limits: Limits = field(default_factory=Limits)
     source: Path | Traversable | None = None
 
     @property
@@ -242,6 +257,11 @@ def _check(config: Config) -> None:
         raise ConfigError("config key retry.attempts: at most 20")
     if min(retry.backoff_initial, retry.backoff_max, retry.retry_after_max) < 0:
         raise ConfigError("config key retry: backoff and Retry-After caps must be >= 0")
+    limits = config.limits
+    if not (math.isfinite(limits.page_seconds) and limits.page_seconds > 0):
+        raise ConfigError("config key limits.page_seconds: must be a number of seconds > 0")
+    if limits.max_lessons < 1 or limits.max_pages < 1:
+        raise ConfigError("config key limits.max_lessons/max_pages: must be at least 1")
     for fraction in ("max_lesson_drop", "max_failed_pages", "max_empty_descriptions"):
         if not 0 <= getattr(config.health, fraction) <= 1:
             raise ConfigError(f"config key health.{fraction}: must be between 0 and 1")

@@ -17,13 +17,15 @@ from urllib.parse import urljoin, urlsplit
 
 from .archive import KnownPage, PageRecord
 from .config import Config
+from .decode import not_html
 from .errors import ArchiveWriteError, CrawlRefused, FetchError, Interrupted, SiteUnreachable
 from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats, StoredRobots
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
-from .page import listed_thumbnails, read_page
-from .requisites import RequisiteScope, is_versioned, page_requisites, stylesheet_requisites
+from .isolate import PageFailed, run_async
+from .page import listed_thumbnails, read_page_bounded
+from .requisites import RequisiteScope, is_versioned, stylesheet_requisites
 
 log = logging.getLogger("micropause.crawl")
 
@@ -63,6 +65,8 @@ class CrawlResult:
     # Lesson URLs the site answered 404/410 for: a definite answer, not a failure.
     gone: set[str] = field(default_factory=set)
     budget_exhausted: bool = False
+    # The cap (limits.max_lessons or limits.max_pages) that stopped discovery, if one did.
+    capped: str | None = None
     disallowed: set[str] = field(default_factory=set)
     # Lesson pages whose title selector found nothing: the theme changed (a health check).
     untitled: set[str] = field(default_factory=set)
@@ -107,6 +111,7 @@ class CrawlResult:
         was read or proven."""
         return (
             not self.budget_exhausted
+            and self.capped is None
             and not self.deadline_passed
             and not self.failed
             and self.listings_settled
@@ -181,6 +186,7 @@ class Crawl:
         self._starts = set(config.site.start_urls)
         self._queue: asyncio.Queue[Link] = asyncio.Queue()
         self._seen: set[str] = set()
+        self._lessons_found = 0
         self._done = 0
         self._failed = 0
         self._started = 0
@@ -312,6 +318,8 @@ class Crawl:
         record.status = response.status
         record.fetched_at = response.fetched_at
         if response.status == 304:
+            # The fetcher never returns a 304 to a request that sent no validator (see
+            # fetch.odd_answer), so the page is known.
             record.etag, record.last_modified = known.etag, known.last_modified
             if kind == "lesson":
                 self.result.not_modified.add(url)
@@ -337,18 +345,28 @@ class Crawl:
         if not response.is_html:
             record.error = f"unexpected content type {response.content_type or 'none'}"
             return
-        read = read_page(
-            response.url,
-            response.body,
-            response.header("content-type"),
-            self.scope,
-            self.config.selectors,
-        )
+        if (reason := not_html(response.body, response.header("content-type"))) is not None:
+            record.error = reason
+            return
+        try:
+            read = await read_page_bounded(
+                response.url,
+                response.body,
+                response.header("content-type"),
+                self.scope,
+                self.config.selectors,
+                seconds=self.config.limits.page_seconds,
+                requisites=self.requisite_scope.enabled,
+            )
+        except PageFailed as exc:
+            record.error = str(exc)[:1000]
+            log.warning("page.failed url=%r error=%r", url, record.error[:300])
+            return
         record.listed = len(read.page.listed)
         listed_thumbnails(read.page, self.scope, self.result.thumbnails)
         record.warning = "; ".join(read.warnings)[:1000] or None
         if self.requisite_scope.enabled:
-            await self._fetch_requisites(page_requisites(response.body, response.url))
+            await self._fetch_requisites(read.requisites)
         self.result.anomalies += len(read.page.anomalies)
         self._count_links(read.page.listed)
         self.result.promised.saw(read.page.page, read.page.page_count, len(read.page.listed))
@@ -446,24 +464,29 @@ class Crawl:
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
-            sitemap = read_sitemap(response.body)
-        except ValueError as exc:
-            record.error = str(exc)
+            sitemap = await run_async(
+                _sitemap, response.body, seconds=self.config.limits.page_seconds
+            )
+        except PageFailed as exc:
+            record.error = str(exc)[:1000]
             return
         record.listed = len(sitemap.locs)
         kind = "sitemap" if sitemap.index else "lesson"
         await self._enqueue([Link(loc, kind) for loc in sitemap.locs])
 
     async def _enqueue(self, links: list[Link]) -> None:
-        """Queue each link once, if it is in scope and robots.txt allows it."""
+        """Queue each link once, if it is in scope and robots.txt allows it, until the run has
+        discovered as many lessons or pages as its limits allow."""
         for proposed in links:
             link = self.scope.link(proposed.url, proposed.kind)
-            if link is None or link.url in self._seen:
+            if link is None or link.url in self._seen or not self.frontier.within_count(link):
                 if link is None and proposed.url in self._starts:
                     self.result.start_problems.append(
                         f"start URL {proposed.url} is not a lesson page of the site "
                         "(scope.lesson_path, scope.path_prefixes)"
                     )
+                continue
+            if self._over_cap(link):
                 continue
             if proposed.url in self._starts and link.url != proposed.url:
                 self._starts.add(link.url)
@@ -473,7 +496,35 @@ class Crawl:
                 self._start_problem(link.url, "is disallowed by robots.txt")
                 continue
             self.result.pages[link.url] = PageRecord(url=link.url, kind=link.kind)
+            self._lessons_found += link.kind == "lesson"
             self._queue.put_nowait(link)
+
+    def _over_cap(self, link: Link) -> bool:
+        """Whether queueing ``link`` would pass limits.max_lessons or limits.max_pages. The
+        first time, the run stops discovering (nothing more is queued, so memory stays what
+        the cap allows) and says so in one line."""
+        limits = self.config.limits
+        if link.kind == "lesson" and self._lessons_found >= limits.max_lessons:
+            cap = f"limits.max_lessons = {limits.max_lessons}"
+        elif len(self.result.pages) >= limits.max_pages:
+            cap = f"limits.max_pages = {limits.max_pages}"
+        else:
+            return False
+        if self.result.capped is None:
+            self.result.capped = cap
+            log.warning(
+                "run.capped: discovered as many as %s; discovery stopped, the run is "
+                "incomplete (nothing is marked removed)",
+                cap,
+            )
+        return True
+
+
+def _sitemap(body: bytes):
+    try:
+        return read_sitemap(body)
+    except ValueError as exc:
+        raise PageFailed(str(exc)) from None
 
 
 def _host(url: str) -> str:

@@ -45,6 +45,26 @@ def is_html(content_type: str | None) -> bool:
     return media_type(content_type) in HTML_TYPES
 
 
+# Bytes no text holds (the "binary data bytes" of the WHATWG MIME Sniffing standard, §7.1).
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_SNIFF_BYTES = 1445
+
+
+def not_html(body: bytes, content_type: str | None) -> str | None:
+    """Why a body sent as HTML is not HTML, or None when it may be: binary bytes near its start
+    (an image or a PDF under the wrong Content-Type), or no markup at all. An empty body is
+    the fetcher's to judge (see fetch.odd_answer)."""
+    head = body[:_SNIFF_BYTES]
+    utf16 = (charset_of(content_type) or "").lower().replace("-", "").startswith("utf16")
+    if utf16 or body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None  # UTF-16 text: its NUL bytes are half of every ASCII character
+    if _BINARY.search(head):
+        return f"body is not HTML though sent as HTML: binary data, starting {body[:16]!r}"
+    if body and b"<" not in body:
+        return f"body is not HTML though sent as HTML: no markup, starting {body[:16]!r}"
+    return None
+
+
 def charset_of(content_type: str | None) -> str | None:
     """The ``charset`` parameter of a Content-Type header, as written."""
     for param in (content_type or "").split(";")[1:]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from .archive import Archive, Run, Version
 from .archive.schema import LESSON_CONTENT
 from .errors import ConfigError
+from .safe_text import csv_cell
 
 KINDS = ("added", "changed", "removed")
 # The fields a version records, in the order lesson_versions.changed lists them: alphabetical.
@@ -150,28 +151,31 @@ def diff_versions(versions: Sequence[Version], before: Run, after: Run) -> Diff:
 # -- output: pure, from a Diff to text ---------------------------------------------------------
 
 
-def as_json(diff: Diff) -> str:
-    return json.dumps([c.as_dict() for c in diff.changes], ensure_ascii=False, indent=2) + "\n"
+def as_json(diff: Diff, *, ascii_only: bool = False) -> str:
+    """``ascii_only`` writes every non-ASCII character as its \\u escape: the same JSON, with
+    nothing a terminal could obey."""
+    changes = [c.as_dict() for c in diff.changes]
+    return json.dumps(changes, ensure_ascii=ascii_only, indent=2) + "\n"
 
 
-def as_csv(diff: Diff) -> str:
+def as_csv(diff: Diff, *, line_end: str = "\r\n") -> str:
     """One row per lesson; ``fields``, ``old`` and ``new`` as JSON text (empty when the lesson
-    was added or removed), the way the canned query shows them."""
+    was added or removed), the way the canned query shows them. Cells a spreadsheet would run
+    are neutralised (see safe_text.CSV_RULE)."""
     buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator=line_end)
     writer.writerow(COLUMNS)
     for c in diff.changes:
         row = c.as_dict()
-        writer.writerow(
-            [
-                row["change"],
-                row["url"],
-                row["title"] or "",
-                _json_text(row["fields"]),
-                "" if row["old"] is None else _json_text(row["old"]),
-                "" if row["new"] is None else _json_text(row["new"]),
-            ]
-        )
+        cells = [
+            row["change"],
+            row["url"],
+            row["title"] or "",
+            _json_text(row["fields"]),
+            "" if row["old"] is None else _json_text(row["old"]),
+            "" if row["new"] is None else _json_text(row["new"]),
+        ]
+        writer.writerow([csv_cell(cell) for cell in cells])
     return buffer.getvalue()
 
 
@@ -229,6 +233,6 @@ def _json_text(value) -> str:
 
 def diff_archive(db_path: Path | str, before: int | None = None, after: int | None = None) -> Diff:
     """What changed in the archive at ``db_path`` from run ``before`` to run ``after``."""
-    with Archive.open(db_path, create=False) as archive:
+    with Archive.open(db_path, create=False, read_only=True) as archive:
         first, second = choose_runs(archive.run_summaries(), before, after)
         return diff_versions(archive.versions_between(first.id, second.id), first, second)

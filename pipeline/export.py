@@ -31,6 +31,7 @@ from . import __version__, folders
 from .archive import LESSON_COLUMNS, PROGRAM_COLUMNS, Archive, Column, read_snapshot
 from .errors import ExportError
 from .replay import WACZ_NAME, CaptureFiles, Page, build_wacz, latest_captures, whole_captures
+from .safe_text import CSV_RULE, csv_cell
 
 FORMATS = ("csv", "json", "ndjson")
 # The archive itself in each snapshot; named as the archive is, so `datasette micropause.db`
@@ -91,7 +92,7 @@ def export_snapshot(
     Hold the archive lock: leftovers of a crashed export are removed.
     """
     formats = tuple(f for f in FORMATS if f in formats)
-    with Archive.open(db_path, create=False) as archive:
+    with Archive.open(db_path, create=False, read_only=True) as archive:
         out = Path(out) if out is not None else archive.layout.exports
         captures = archive.layout.captures
         run_id = archive.latest_saved_run()["id"]
@@ -225,7 +226,7 @@ def _csv_bytes(columns: Sequence[Column], rows: Iterable[tuple]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([c.name for c in columns])
     # NULL becomes an empty cell; the archive stores no empty strings where NULL is possible.
-    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    writer.writerows(["" if value is None else csv_cell(value) for value in row] for row in rows)
     return codecs.BOM_UTF8 + buffer.getvalue().encode("utf-8")
 
 
@@ -322,7 +323,7 @@ def build_manifest(
         },
         "encoding": {
             "csv": "UTF-8 with a byte order mark, CRLF between records, RFC 4180 quoting; "
-            "an empty cell is NULL",
+            f"an empty cell is NULL; {CSV_RULE}",
             "json": "UTF-8, one array of objects",
             "ndjson": "UTF-8, one object per line",
         },
@@ -404,6 +405,7 @@ def datapackage(
             "schema": schema,
         }
         if fmt == "csv":
+            resource["description"] = f"CSV: {CSV_RULE}."
             resource["profile"] = "tabular-data-resource"
             resource["dialect"] = {
                 "delimiter": ",",

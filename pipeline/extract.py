@@ -20,9 +20,13 @@ from .config import Selectors
 
 # Line breaks and indentation of the HTML source are layout, not text: a run of whitespace that
 # holds one becomes a single space. Runs of plain spaces are kept ("Socks are  ok" is how the
-# author typed it), and so is a no-break space (&nbsp;).
-_SOURCE_LAYOUT = re.compile(r"[ \t\n\r\f]*[\t\n\r\f][ \t\n\r\f]*")
-_PAGE_OF = re.compile(r"([0-9]+)\s+of\s+([0-9]+)")
+# author typed it), and so is a no-break space (&nbsp;). Each whitespace run is matched once,
+# whole: a pattern that had to find a line break inside the run retried at every one of its
+# spaces, quadratic in the run (9 s for a title of 32 000 spaces and a soft hyphen).
+_WHITESPACE_RUN = re.compile(r"[ \t\n\r\f]+")
+# Matched from the start of a run of digits only, never inside one: a long run of digits with no
+# "of" after it is then one attempt, not one per digit.
+_PAGE_OF = re.compile(r"(?<![0-9])([0-9]+)\s+of\s+([0-9]+)")
 # A listing longer than this is not believed: "Page 1 of 1000000" would size the crawl's
 # frontier. 10 000 pages of 10 lessons is well past any lesson site.
 MAX_LISTING_PAGES = 10_000
@@ -222,12 +226,17 @@ def _text(node: LexborNode, breaks: bool) -> str:
         for br in node.css("br"):
             br.insert_before(_BREAK)
     text = node.text(deep=True)
-    # _SOURCE_LAYOUT tries a match at every character (its pattern may start empty), which made
-    # it most of extract's text handling. A printable text holds none of \t\n\r\f: skip it.
+    # A printable text holds none of \t\n\r\f: most texts need no substitution at all.
     if not text.isprintable():
-        text = _SOURCE_LAYOUT.sub(" ", text)
+        text = _WHITESPACE_RUN.sub(_layout_to_space, text)
     text = text.strip(" \t\n\r\f")
     return _AROUND_BREAK.sub("\n", text) if _BREAK in text else text
+
+
+def _layout_to_space(run: re.Match) -> str:
+    """A whitespace run holding a line break, tab or form feed is layout: one space. A run of
+    plain spaces is kept as typed."""
+    return run[0] if not run[0].strip(" ") else " "
 
 
 def _paragraphs(nodes: list[LexborNode], breaks: bool) -> str:

@@ -319,6 +319,8 @@ class Fetcher:
                 raise _Retryable(_describe(exc)) from None
         if self.on_response is not None:
             self.on_response(response)
+        if not robots and (odd := odd_answer(response)) is not None:
+            raise _Retryable(odd, status=response.status)
         if (retry := retry_reason(response, self.retry.statuses, final=final)) is not None:
             raise retry
         return response
@@ -396,6 +398,23 @@ def read_robots(response: Fetched, politeness: Politeness) -> Protego:
             "nothing was crawled (raise the setting to crawl this slowly)"
         )
     return robots
+
+
+def odd_answer(response: Fetched) -> str | None:
+    """What is wrong with an answer no correct server gives, in the words of what it did, or
+    None. Each is retried (a cache or proxy in between may answer right next time):
+
+    - a 304 Not Modified to a request that sent no validator (If-None-Match or
+      If-Modified-Since): there is nothing it could be unchanged from;
+    - a 200 with an empty body: a page is never empty, and reading it as one would look like
+      a theme change (no title, no listing)."""
+    if response.status == 304:
+        sent = {name.lower() for name, _ in response.request_headers}
+        if not sent & {"if-none-match", "if-modified-since"}:
+            return "HTTP 304 Not Modified to a request that sent no validator"
+    if response.status == 200 and not response.body:
+        return "HTTP 200 with an empty body"
+    return None
 
 
 def retry_reason(response: Fetched, statuses: Iterable[int], *, final: bool) -> _Retryable | None:

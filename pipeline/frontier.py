@@ -213,6 +213,9 @@ class Frontier:
     inference: ListingInference | None = None
 
     listings_read: int = 0  # lessons' listings read (without inference)
+    # How many pages each listing (by its page 1) says it has: the first "Page N of M" read of
+    # it, its page 1's when that was read first. No page past it is ever queued.
+    page_counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.recrawl = any(page.kind == "lesson" for page in self.known.values())
@@ -245,6 +248,12 @@ class Frontier:
         base = self.scope.canonical(page.url)
         if base is None:
             return links
+        if page.page and page.page_count:
+            listing = self.scope.listing_page(base, 1)
+            if kind == "lesson":
+                self.page_counts[listing] = page.page_count
+            else:
+                self.page_counts.setdefault(listing, page.page_count)
         if self.inference is not None and page.page and page.page_count:
             return links + self._inferring(page, kind, base, canonical)
         if kind == "lesson" and page.page_count:
@@ -297,6 +306,14 @@ class Frontier:
     def settled(self) -> bool:
         """Every listing seen was read, walked to its end or proven."""
         return self.inference is None or self.inference.settled
+
+    def within_count(self, link: Link) -> bool:
+        """A listing page is fetched only up to the "Page N of M" its own listing showed: a
+        page linking to page 9 999 of a listing of 2 does not send the crawl there."""
+        if link.kind != "listing":
+            return True
+        count = self.page_counts.get(self.scope.listing_page(link.url, 1))
+        return count is None or self.scope.page_number(link.url) <= count
 
     def after_failure(self, url: str, kind: str) -> list[Link]:
         """A page that finally failed: a walk it belonged to proves nothing."""

@@ -89,7 +89,7 @@ def check_health(
             )
         )
     found = {urlsplit(url).path for url in result.lesson_urls}
-    partial = result.budget_exhausted or result.deadline_passed
+    partial = result.budget_exhausted or result.deadline_passed or result.capped
     if baseline and not partial:
         # Identities, not counts: a run whose lessons are all others (every lesson gone, as
         # many new ones) has lost them all, however many it found.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import socket
@@ -15,7 +16,7 @@ import threading
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import datasette_atom
 import lxml.etree
@@ -40,6 +41,7 @@ from .archive import (
     PROGRAM_COUNT_SQL,
     PROGRAM_SLUG_SQL,
     START_PROGRAMS_SQL,
+    read_only_uri,
     verify_archive,
 )
 from .errors import ConfigError
@@ -88,8 +90,8 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
         "programs": PROGRAM_COLUMNS,
         "lessons_in_order": LESSON_COLUMNS,
     }
-    uri = f"{Path(db_path).resolve().as_uri()}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+    # Immutable where the file system cannot be written: ?mode=ro alone needs WAL's -shm file.
+    with contextlib.closing(sqlite3.connect(read_only_uri(Path(db_path)), uri=True)) as conn:
         for table, columns in meanings.items():
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             described = tables.setdefault(table, {}).setdefault("columns", {})
@@ -101,9 +103,17 @@ def describe_columns(metadata: dict, db_path: Path) -> None:
 # Datasette's settings wherever the archive is published (serve, and hosted.py). The configured
 # facets (program, author) are the useful ones; suggesting others counts every column of the
 # table on every page view.
-SETTINGS = {"suggest_facets": False, "truncate_cells_html": 400}
+SETTINGS = {"suggest_facets": False, "truncate_cells_html": 400, "num_sql_threads": 4}
 # A lesson's description in a table view: its first characters, the whole text on its page.
 DESCRIPTION_SHOWN = 300
+
+# Arbitrary SQL (?sql=) may run this many queries at once, in all and per client address; more
+# are answered 503 or 429 with Retry-After. Each runs up to Datasette's time limit on one of its
+# num_sql_threads threads: the threads left keep table pages, the syllabus, search and the feed
+# answering (30 slow queries at once made lessons.json take 9.6 s for everyone).
+SQL_IN_FLIGHT = 2
+SQL_PER_CLIENT = 1
+SQL_RETRY_AFTER = 1
 
 # The longest string or blob any query may make: far above any stored value (a description
 # is kilobytes), far below what stalls the server. SQLite checks it inside each function call,
@@ -173,9 +183,10 @@ def serve(
     """Serve the archive read-only until interrupted, printing its URL once it listens (the
     `micropause serve` command, and the end of `make demo`)."""
     datasette = build_datasette(db_path)
-    listener = bind(host, port)
+    # Said before listening: whoever asked for a public address hears it even if binding fails.
     if (warning := public_warning(host)) is not None:
         print(warning, file=sys.stderr, flush=True)
+    listener = bind(host, port)
     server = uvicorn.Server(uvicorn.Config(datasette.app(), log_level="warning", lifespan="on"))
     print(f"Serving {db_path} read-only at {archive_url(host, port)} (Ctrl-C to stop)", flush=True)
     # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught: for a server that
@@ -294,18 +305,56 @@ def xml_text(value):
 
 
 # printf('%.*c', 2000000000, 'x') runs its loop to the end even once the result is too big
-# (15 s, uninterruptible): a width or precision that could pass MAX_VALUE_BYTES is refused
-# before SQLite's own printf, on a private in-memory connection, formats the rest.
-_HUGE_NUMBER = re.compile(f"[0-9]{{{len(str(MAX_VALUE_BYTES)) + 1},}}")
+# (15 s, uninterruptible): the widths and precisions a format asks for, written in it or passed
+# for a "*", are added up before SQLite's own printf (on a private in-memory connection)
+# formats anything, and a total that could pass MAX_VALUE_BYTES is refused. A "*" argument is
+# read as SQLite reads it, whatever its type: 2e9, '2000000000' and X'32303030' are 2e9.
+_SPEC = re.compile(r"%([-+ 0#,!]*)(\*|[0-9]*)(?:\.(\*|[0-9]*))?(?:ll|l|h|hh)?(.|$)", re.S)
+_LEADING_NUMBER = re.compile(r"\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _scratch = threading.local()
+
+
+def _as_number(value) -> float:
+    """``value`` as SQLite's printf reads a "*" argument: its leading number, else 0."""
+    if isinstance(value, bool | int | float):
+        return float(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str) and (m := _LEADING_NUMBER.match(value)):
+        try:
+            return float(m[0])
+        except (OverflowError, ValueError):
+            return math.inf
+    return 0.0
+
+
+def format_cost(args: tuple) -> float:
+    """How many characters printf(*args) asks for in widths and precisions, in total."""
+    fmt = args[0]
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("utf-8", "replace")
+    if not isinstance(fmt, str):
+        return 0.0
+    rest = iter(args[1:])
+    total = 0.0
+    for spec in _SPEC.finditer(fmt):
+        if spec[4] == "%":
+            continue
+        for part in (spec[2], spec[3]):
+            if part == "*":
+                total += abs(_as_number(next(rest, 0)))
+            elif part:
+                # A number of any length is one character too many past the cap.
+                total += int(part[:12])
+        next(rest, None)  # the value the conversion formats
+    return total
 
 
 def _bounded_printf(*args):
     if not args:
         return None
-    if (isinstance(args[0], str) and _HUGE_NUMBER.search(args[0])) or any(
-        isinstance(a, int) and abs(a) > MAX_VALUE_BYTES for a in args[1:]
-    ):
+    cost = format_cost(args)
+    if not cost <= MAX_VALUE_BYTES:  # NaN included
         raise ValueError("printf: a width or precision this large would make a string too big")
     conn = getattr(_scratch, "conn", None)
     if conn is None:
@@ -321,8 +370,69 @@ def _authorize(action, arg1, arg2, database, trigger):
     return sqlite3.SQLITE_OK
 
 
+class SqlGate:
+    """How many arbitrary-SQL requests are being answered, in all and per client address. One
+    per Datasette instance, used from its event loop only."""
+
+    def __init__(self, total: int = SQL_IN_FLIGHT, per_client: int = SQL_PER_CLIENT):
+        self.total, self.per_client = total, per_client
+        self.in_flight = 0
+        self.by_client: dict[str, int] = {}
+
+    def refusal(self, client: str) -> tuple[int, str] | None:
+        """The status and error a new query from ``client`` gets, or None when it may run."""
+        if self.by_client.get(client, 0) >= self.per_client:
+            return 429, (
+                f"too many SQL queries from one client: at most {self.per_client} at once; "
+                "retry when the last one has answered"
+            )
+        if self.in_flight >= self.total:
+            return 503, f"the server is answering {self.total} SQL queries already; retry soon"
+        return None
+
+    @contextlib.contextmanager
+    def held(self, client: str):
+        self.in_flight += 1
+        self.by_client[client] = self.by_client.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if (left := self.by_client.pop(client) - 1) > 0:
+                self.by_client[client] = left
+
+
+# Query parameters that run SQL a visitor wrote: a query, or a table page's WHERE clause.
+_ARBITRARY_SQL = frozenset({"sql", "_where"})
+
+
+def _asks_sql(scope, own: frozenset[str]) -> bool:
+    """Whether the request runs SQL a visitor wrote. ``own`` are the archive's own queries (its
+    charts), which the charts page asks for several at once: their cost is known."""
+    if scope["type"] != "http":
+        return False
+    query = scope.get("query_string", b"").decode("latin-1")
+    return any(
+        name in _ARBITRARY_SQL and value and value not in own for name, value in parse_qsl(query)
+    )
+
+
+def own_queries(datasette) -> frozenset[str]:
+    """The SQL of every chart the metadata configures (datasette-dashboards)."""
+    dashboards = datasette.plugin_config("datasette-dashboards") or {}
+    return frozenset(
+        chart["query"]
+        for dashboard in dashboards.values()
+        if isinstance(dashboard, dict)
+        for chart in (dashboard.get("charts") or {}).values()
+        if isinstance(chart, dict) and isinstance(chart.get("query"), str)
+    )
+
+
 @hookimpl
 def asgi_wrapper(datasette):
+    gate = SqlGate()
+
     def refuse_writes(app):
         """Only GET and HEAD reach a Datasette serving the archive: a write attempt gets 405
         before any view sees it (Datasette 0.65 itself answers a POST with a 500)."""
@@ -340,6 +450,14 @@ def asgi_wrapper(datasette):
                 # It names each database's path on the server's disk.
                 await refuse(send, 404, "not published")
                 return
+            if _asks_sql(scope, own_queries(datasette)):
+                client = (scope.get("client") or ("",))[0]
+                if (refused := gate.refusal(client)) is not None:
+                    await refuse(send, *refused, retry_after=SQL_RETRY_AFTER)
+                    return
+                with gate.held(client):
+                    await app(scope, receive, send)
+                return
             await app(scope, receive, send)
 
         return read_only_app
@@ -347,11 +465,15 @@ def asgi_wrapper(datasette):
     return refuse_writes
 
 
-async def refuse(send, status: int = 405, error: str = READ_ONLY) -> None:
+async def refuse(
+    send, status: int = 405, error: str = READ_ONLY, *, retry_after: int | None = None
+) -> None:
     body = json.dumps({"ok": False, "status": status, "error": error}).encode()
     headers = [(b"content-type", b"application/json; charset=utf-8")]
     if status == 405:
         headers.append((b"allow", ", ".join(sorted(READ_METHODS)).encode()))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

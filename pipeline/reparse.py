@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import isolate
 from .archive import Archive, RunCounts, RunOutcome
 from .captures import ReadStats, read_responses
 from .config import Config
-from .decode import header, is_html
+from .decode import header, is_html, not_html
 from .errors import ArchiveError
 from .extract import RawLesson
 from .frontier import UrlScope
@@ -29,14 +30,19 @@ class ReparseReport:
     run_id: int
     captures_read: int
     captures_skipped: int  # records cut short or corrupt
+    pages_refused: int  # pages over limits.page_seconds or nested deeper than a page is
     lessons: int
     counts: RunCounts
 
 
 def lessons_from_captures(
-    config: Config, directory: Path, stats: ReadStats | None = None
+    config: Config,
+    directory: Path,
+    stats: ReadStats | None = None,
+    refused: list[str] | None = None,
 ) -> tuple[dict[str, RawLesson], int]:
-    """The newest capture of each lesson page, read exactly as a crawl reads it."""
+    """The newest capture of each lesson page, read exactly as a crawl reads it, within the
+    same limits; ``refused`` collects the pages that failed them."""
     lessons: dict[str, RawLesson] = {}
     thumbnails: dict[str, str] = {}
     scopes: dict[str, UrlScope] = {}
@@ -50,9 +56,23 @@ def lessons_from_captures(
         kind = scope.kind(captured.url)
         if captured.status != 200 or kind not in ("lesson", "listing"):
             continue
-        if not is_html(content_type):
+        if not is_html(content_type) or not_html(captured.body, content_type) is not None:
             continue
-        page = read_page(captured.url, captured.body, content_type, scope, config.selectors)
+        try:
+            page = isolate.run_sync(
+                read_page,
+                captured.url,
+                captured.body,
+                content_type,
+                scope,
+                config.selectors,
+                seconds=config.limits.page_seconds,
+            )
+        except isolate.PageFailed:
+            # What the crawl recorded as that page's failure: its stored lesson stands.
+            if refused is not None:
+                refused.append(captured.url)
+            continue
         # Newest captures come last: the thumbnails they show replace older ones.
         found: dict[str, str] = {}
         listed_thumbnails(page.page, scope, found)
@@ -85,8 +105,8 @@ def reparse(config: Config, db_path: Path | str) -> ReparseReport:
         if not any(directory.glob("*.warc.gz")):
             raise ArchiveError(f"no captures in {directory}: nothing to reparse")
         with archive.recorded_run([], kind="reparse") as run_id:
-            stats = ReadStats()
-            raw, read = lessons_from_captures(config, directory, stats)
+            stats, refused = ReadStats(), []
+            raw, read = lessons_from_captures(config, directory, stats, refused)
             counts = archive.save_run(
                 run_id,
                 RunOutcome(
@@ -100,6 +120,7 @@ def reparse(config: Config, db_path: Path | str) -> ReparseReport:
         run_id=run_id,
         captures_read=read,
         captures_skipped=stats.skipped,
+        pages_refused=len(refused),
         lessons=len(raw),
         counts=counts,
     )

@@ -22,13 +22,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser at {CHROMIUM}: `make browser` installs Debian's chromium",
-    ),
-]
+# Never skipped: without a browser these tests fail (deselect them with -m 'not browser').
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +36,10 @@ def served(crawled_archive, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"no browser at {CHROMIUM}: `make browser` installs Debian's chromium")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium

@@ -84,7 +84,8 @@ def test_the_printed_command_publishes_the_folder_as_serve_publishes_the_archive
         "micropause-archive",
     ]
     assert (
-        "--extra-options '--setting suggest_facets off --setting truncate_cells_html 400'" in argv
+        "--extra-options '--setting suggest_facets off --setting truncate_cells_html 400 "
+        "--setting num_sql_threads 4'" in argv
     )
     fly = invoke("fly", "--app", "micropause", "--db", archive, "--wheel", dist.wheel)
     assert fly.exit_code == 0, fly.output

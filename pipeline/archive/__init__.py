@@ -12,6 +12,7 @@ when it ends, so a failed or killed run leaves the archive exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -45,8 +46,10 @@ from .schema import (
     Column,
     now_iso,
     open_database,
+    open_read_only,
     read_only_uri,
     verify_archive,
+    writable,
 )
 
 __all__ = [
@@ -80,6 +83,7 @@ __all__ = [
     "read_snapshot",
     "run_status",
     "verify_archive",
+    "writable",
 ]
 
 T = TypeVar("T")
@@ -138,10 +142,16 @@ class Archive:
         self.layout = layout
 
     @classmethod
-    def open(cls, path: Path | str = DEFAULT_DB, *, create: bool = True) -> Archive:
+    def open(
+        cls, path: Path | str = DEFAULT_DB, *, create: bool = True, read_only: bool = False
+    ) -> Archive:
         """Open the archive at ``path`` (or, with ``create``, make it). A file that is not a
-        micropause archive is refused with one ArchiveError and left exactly as it is."""
+        micropause archive is refused with one ArchiveError and left exactly as it is.
+        ``read_only`` (status, diff, export) opens an existing archive on a connection that
+        cannot write, so a read-only file system or a published copy is read as it is."""
         path = Path(path)
+        if read_only and not create and (db := open_read_only(path)) is not None:
+            return cls(db, Layout(path))
         return cls(open_database(path, create=create), Layout(path))
 
     def close(self) -> None:
@@ -305,7 +315,12 @@ class Archive:
         file (no WAL), read-only, the same bytes whenever the same run is copied. Runs after
         it wrote no lessons (they failed or were interrupted), so dropping their rows is all
         that differs."""
-        self._reading(lambda: self._copy(run_id, target))
+        try:
+            self._reading(lambda: self._copy(run_id, target))
+        except _CopyNotWritten as exc:
+            # The copy, not the archive, failed (disk full, no permission): an OSError, so
+            # the caller reports it as the snapshot that could not be written.
+            raise OSError(exc.errno, f"cannot write {target}: {exc.reason}") from None
         # The header's file change counter (offset 24) and version-valid-for number (offset
         # 92) carry on from the source's change counter, which moves with every write, even a
         # failed run's row. Equal, they stay valid (SQLite's file format, "The Database
@@ -317,16 +332,37 @@ class Archive:
         target.chmod(0o444)
 
     def _copy(self, run_id: int, target: Path) -> None:
-        self.db.execute("VACUUM INTO ?", [str(target)])
-        with contextlib.closing(sqlite3.connect(target, isolation_level=None)) as conn:
-            conn.execute("PRAGMA journal_mode = DELETE")
-            conn.execute("BEGIN")
-            conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
-            conn.execute("COMMIT")
-            conn.execute("VACUUM")
+        try:
+            self.db.execute("VACUUM INTO ?", [str(target)])
+            with contextlib.closing(sqlite3.connect(target, isolation_level=None)) as conn:
+                conn.execute("PRAGMA journal_mode = DELETE")
+                conn.execute("BEGIN")
+                conn.execute("DELETE FROM runs WHERE id > ?", [run_id])
+                conn.execute("COMMIT")
+                conn.execute("VACUUM")
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in _WRITE_FAILURES:
+                raise _CopyNotWritten(_WRITE_FAILURES[code], str(exc)) from None
+            raise
 
     def _reading(self, read: Callable[[], T]) -> T:
         return _reading(self.layout.db, read)
+
+
+# SQLite's primary result codes for a file it could not write, as the errno they mean.
+_WRITE_FAILURES = {
+    13: errno.ENOSPC,  # SQLITE_FULL
+    10: errno.EIO,  # SQLITE_IOERR
+    14: errno.EACCES,  # SQLITE_CANTOPEN
+    8: errno.EROFS,  # SQLITE_READONLY
+}
+
+
+class _CopyNotWritten(Exception):
+    def __init__(self, errno_: int, reason: str):
+        super().__init__(reason)
+        self.errno, self.reason = errno_, reason
 
 
 def read_snapshot(path: Path) -> SnapshotRows:

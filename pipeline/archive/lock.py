@@ -16,6 +16,7 @@ after the block, once the command's own connections are closed.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -23,19 +24,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ArchiveError, LockHeld
+from ..errors import ArchiveError, ArchiveWriteError, LockHeld
 from .layout import Layout
-from .schema import missing, now_iso
+from .schema import missing, now_iso, writable
+
+# What a file system that cannot be written answers (a read-only mount; no permission).
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @contextmanager
-def archive_lock(db_path: Path | str, command: str, *, create: bool = True) -> Iterator[Path]:
+def archive_lock(
+    db_path: Path | str, command: str, *, create: bool = True, reading: bool = False
+) -> Iterator[Path | None]:
     """Hold the archive's lock for the block, or raise LockHeld at once if another process
     holds it (never wait: a scheduler's next run will come). Without ``create``, a missing
-    archive is an error here, before its folder or lock file is made."""
+    archive is an error here, before its folder or lock file is made. ``reading`` (export):
+    an archive that cannot be written here cannot change either, so it is read without a
+    lock (None). A command that must write an archive that cannot be written says so."""
     db_path = Path(db_path)
     if not create and not db_path.is_file():
         raise missing(db_path)
+    if reading and not writable(db_path):
+        yield None
+        return
     layout = Layout(db_path)
     path = layout.lock
     # The database's own inode first, so that a second name of a busy archive leaves nothing
@@ -46,6 +57,11 @@ def archive_lock(db_path: Path | str, command: str, *, create: bool = True) -> I
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if exc.errno in _READ_ONLY:
+                raise ArchiveWriteError(
+                    f"{db_path} cannot be written ({exc.strerror}): `{command}` writes the "
+                    "archive; serve, status, diff and export --out DIR read it as it is"
+                ) from None
             raise ArchiveError(f"cannot create lock file {path}: {exc.strerror}") from None
         try:
             try:

@@ -320,6 +320,32 @@ def verify_archive(path: Path, *, empty_ok: bool = False) -> None:
         )
 
 
+def writable(path: Path) -> bool:
+    """Whether the archive's file and folder can be written here (so its WAL files can be)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def open_read_only(path: Path) -> Database | None:
+    """The archive at ``path`` on a connection that can never write it (immutable where the
+    file system cannot be written, see read_only_uri), or None when it must be upgraded first
+    and can be: a migration is a write, for ``open_database``."""
+    verify_archive(path)
+    try:
+        db = Database(sqlite3.connect(read_only_uri(path), uri=True))
+        pending = migrations.pending(db)
+    except sqlite3.DatabaseError as exc:
+        raise ArchiveError(f"cannot open archive {path}: {exc}") from None
+    if not pending:
+        return db
+    db.close()
+    if writable(path):
+        return None
+    raise ArchiveError(
+        f"{path} cannot be written and is from an older micropause: it needs "
+        f"{len(pending)} upgrade(s) that write it; run any command on a writable copy first"
+    )
+
+
 def open_database(path: Path, *, create: bool) -> Database:
     """The archive's database in WAL mode with every migration applied; with ``create``, a
     missing or empty file becomes a new archive. Anything else is checked first
