@@ -20,7 +20,7 @@ from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
-from .isolate import PageFailed, run_async
+from .isolate import PageFailed, Workers
 from .page import read_page_bounded
 
 log = logging.getLogger("micropause.crawl")
@@ -111,7 +111,10 @@ class Crawl:
         that page's failure; an error writing the archive (ArchiveWriteError) ends the run."""
         began = time.monotonic()
         try:
-            async with asyncio.timeout(self.config.politeness.max_run_seconds):
+            async with (
+                asyncio.timeout(self.config.politeness.max_run_seconds),
+                Workers(self.config.politeness.concurrency) as self.workers,
+            ):
                 await self._crawl()
         except TimeoutError:
             self.result.deadline_passed = True
@@ -235,6 +238,7 @@ class Crawl:
                 self.scope,
                 self.config.selectors,
                 seconds=self.config.limits.page_seconds,
+                workers=self.workers,
             )
         except PageFailed as exc:
             record.error = str(exc)[:1000]
@@ -252,7 +256,7 @@ class Crawl:
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
-            sitemap = await run_async(
+            sitemap = await self.workers.run(
                 _sitemap, response.body, seconds=self.config.limits.page_seconds
             )
         except PageFailed as exc:

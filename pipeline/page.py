@@ -65,12 +65,12 @@ async def read_page_bounded(
     selectors: Selectors,
     *,
     seconds: float,
+    workers: isolate.Workers,
 ) -> PageRead:
-    """``read_page`` in a child process, given at most ``seconds``; raises isolate.PageFailed
-    with the page's error (a refused structure, the budget passed, an exception)."""
-    return await isolate.run_async(
-        read_page, url, body, content_type, scope, selectors, seconds=seconds
-    )
+    """``read_page`` in one of ``workers`` (child processes), given at most ``seconds``;
+    raises isolate.PageFailed with the page's error (a refused structure, the budget passed,
+    an exception)."""
+    return await workers.run(read_page, url, body, content_type, scope, selectors, seconds=seconds)
 
 
 def check_structure(text: str) -> None:
