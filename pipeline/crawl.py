@@ -23,7 +23,7 @@ from .extract import RawLesson, read_sitemap
 from .fetch import Fetched, Fetcher, FetchStats, StoredRobots
 from .frontier import Frontier, Link, UrlScope, sitemap_read
 from .inference import ListingCounts
-from .isolate import PageFailed, run_async
+from .isolate import PageFailed, Workers
 from .page import listed_thumbnails, read_page_bounded
 from .requisites import RequisiteScope, is_versioned, stylesheet_requisites
 
@@ -201,7 +201,10 @@ class Crawl:
         that page's failure; an error writing the archive (ArchiveWriteError) ends the run."""
         began = time.monotonic()
         try:
-            async with asyncio.timeout(self.config.politeness.max_run_seconds):
+            async with (
+                asyncio.timeout(self.config.politeness.max_run_seconds),
+                Workers(self.config.politeness.concurrency) as self.workers,
+            ):
                 await self._crawl()
         except TimeoutError:
             self.result.deadline_passed = True
@@ -356,6 +359,7 @@ class Crawl:
                 self.scope,
                 self.config.selectors,
                 seconds=self.config.limits.page_seconds,
+                workers=self.workers,
                 requisites=self.requisite_scope.enabled,
             )
         except PageFailed as exc:
@@ -464,7 +468,7 @@ class Crawl:
 
     async def _read_sitemap(self, response: Fetched, record: PageRecord) -> None:
         try:
-            sitemap = await run_async(
+            sitemap = await self.workers.run(
                 _sitemap, response.body, seconds=self.config.limits.page_seconds
             )
         except PageFailed as exc:

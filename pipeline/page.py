@@ -81,15 +81,14 @@ async def read_page_bounded(
     selectors: Selectors,
     *,
     seconds: float,
+    workers: isolate.Workers,
     requisites: bool = False,
 ) -> PageRead:
-    """``read_page`` in a child process, given at most ``seconds``; raises isolate.PageFailed
-    with the page's error (a refused structure, the budget passed, an exception). With
-    ``requisites``, the page's requisites are read there too."""
+    """``read_page`` in one of ``workers`` (child processes), given at most ``seconds``;
+    raises isolate.PageFailed with the page's error (a refused structure, the budget passed,
+    an exception). With ``requisites``, the page's requisites are read there too."""
     reader = _read_with_requisites if requisites else read_page
-    return await isolate.run_async(
-        reader, url, body, content_type, scope, selectors, seconds=seconds
-    )
+    return await workers.run(reader, url, body, content_type, scope, selectors, seconds=seconds)
 
 
 def _read_with_requisites(

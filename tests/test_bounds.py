@@ -346,11 +346,22 @@ def _big():
     return "x" * 5_000_000  # more than a pipe holds: read while the child writes
 
 
-@pytest.mark.parametrize("run", ["sync", "async"])
+async def _in_workers(fn, *args, seconds):
+    async with isolate.Workers(2) as workers:
+        # Twice: the second time the same worker answers, or a new one after a failure.
+        await asyncio.gather(
+            *(workers.run(fn, *args, seconds=seconds) for _ in range(3)), return_exceptions=True
+        )
+        return await workers.run(fn, *args, seconds=seconds)
+
+
+@pytest.mark.parametrize("run", ["sync", "async", "workers"])
 def test_the_child_answers_fails_or_is_stopped_with_a_message(run):
     def call(fn, *args, seconds=5.0):
         if run == "sync":
             return isolate.run_sync(fn, *args, seconds=seconds)
+        if run == "workers":
+            return asyncio.run(_in_workers(fn, *args, seconds=seconds))
         return asyncio.run(isolate.run_async(fn, *args, seconds=seconds))
 
     assert call(len, "abc") == 3
