@@ -41,6 +41,8 @@ class Scope:
     # A first crawl proves most listings from the categories pages show instead of walking
     # them (see pipeline/inference.py); false walks every lesson's listing to its end.
     listing_inference: bool = True
+    # Proven listings a first crawl walks anyway, to check its proofs (0: none).
+    audit_listings: int = 1
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config key scope.{key}: invalid regex: {exc}") from None
         if "slug" not in compiled.groupindex:
             raise ConfigError(f"config key scope.{key}: needs a (?P<slug>...) group")
+    if (audits := config.scope.audit_listings) < 0:
+        raise ConfigError(f"config key scope.audit_listings: expected 0 or more, got {audits}")
     if "page" not in re.compile(config.scope.listing_path).groupindex:
         raise ConfigError("config key scope.listing_path: needs a (?P<page>...) group")
     _check_politeness(config.politeness, "config key politeness")

@@ -21,6 +21,7 @@ from .archive import KnownPage, PageRecord
 from .config import Config
 from .extract import ListingPage, RawLesson, bounded_page
 from .inference import ListingCounts, ListingInference, PageOne
+from .normalise import parse_date
 
 # Whitespace and control characters are never part of a URL (a browser strips or rejects
 # them); a link holding one is not followed.
@@ -162,7 +163,7 @@ class Frontier:
         self.recrawl = any(page.kind == "lesson" for page in self.known.values())
         inferring = self.scope.config.scope.listing_inference and not self.recrawl
         if inferring and self.scope.config.selectors.category_prefix:
-            self.inference = ListingInference()
+            self.inference = ListingInference(self.scope.config.scope.audit_listings)
 
     def start(self, start_urls: Iterable[str], sitemap_urls: Iterable[str]) -> list[Link]:
         """The first links of a run: its start URLs and sitemaps, and every page known to lead
@@ -217,18 +218,28 @@ class Frontier:
         self, page: ListingPage, kind: str, base: str, canonical: dict[str, str]
     ) -> list[Link]:
         """A first crawl's page, when listings may be proven: only the listings that must be
-        walked are (see ``inference``)."""
+        walked are, and which those are is decided when the queue runs dry (see
+        ``inference``)."""
         inference = self.inference
         inference.learn(page, canonical)
         shown = tuple(canonical[link] for link in page.listed if link in canonical)
         if kind == "lesson" and page.page == 1:
-            lesson = PageOne(base, page.categories, shown, page.page_count)
-            return self._walks(inference.lesson_seen(lesson))
+            published = parse_date(page.lesson.published) if page.lesson else None
+            inference.lesson_seen(PageOne(base, page.categories, shown, page.page_count, published))
+            return []
         lesson_url = self.scope.listing_page(base, 1)
-        walks = self._walks(inference.listing_page_seen(lesson_url, page, shown))
-        if lesson_url in inference.walks:
-            walks += self._walk_on(base, page.page, page.page_count)
-        return walks
+        inference.listing_page_seen(lesson_url, page, shown)
+        walk = inference.walks.get(lesson_url)
+        if walk is None:
+            return []
+        if walk.changed:
+            # It grew while it was read: its pages up to the newest last one are read too.
+            last = min(page.page + LOOKAHEAD, walk.last)
+            return [
+                Link(self.scope.listing_page(base, n), "listing")
+                for n in range(page.page + 1, last + 1)
+            ]
+        return self._walk_on(base, page.page, walk.last)
 
     @property
     def listings(self) -> ListingCounts:
@@ -244,15 +255,15 @@ class Frontier:
 
     def after_failure(self, url: str, kind: str) -> list[Link]:
         """A page that finally failed: a walk it belonged to proves nothing."""
-        if self.inference is None or kind != "listing":
-            return []
-        return self._walks(self.inference.listing_page_failed(self.scope.listing_page(url, 1)))
+        if self.inference is not None and kind == "listing":
+            self.inference.listing_page_failed(self.scope.listing_page(url, 1))
+        return []
 
     def _walks(self, lesson_urls: list[str]) -> list[Link]:
         """The first LOOKAHEAD pages after page 1 of each listing to walk."""
         links = []
         for url in lesson_urls:
-            links += self._walk_from(url, 2, self.inference.walks[url].lesson.page_count)
+            links += self._walk_from(url, 2, self.inference.walks[url].last)
         return links
 
     def after_not_modified(self, url: str, kind: str) -> list[Link]:
@@ -268,7 +279,12 @@ class Frontier:
         unless the sitemap vouched for every lesson: a lesson published with an old date lands
         deep in listings, and only the sitemap or a full walk can find it there."""
         if self.inference is not None:
-            return self._walks(self.inference.drained())
+            # A listing of one page is walked as soon as it is chosen: decide again, until
+            # some page is to be fetched or nothing is left to decide.
+            while started := self.inference.drained():
+                if links := self._walks(started):
+                    return links
+            return []
         deferred, self.deferred = self.deferred, []
         if sitemap_read:
             return []

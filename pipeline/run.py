@@ -88,6 +88,8 @@ def crawl_into_archive(
                     "listings_walked": result.listings.walked,
                     "listings_inferred": result.listings.inferred,
                     "listings_contradicted": result.listings.contradicted,
+                    "listings_audited": result.listings.audited,
+                    "audits_contradicted": result.listings.audits_contradicted,
                     "health": json.dumps([str(failure) for failure in health]),
                     "captures": capture.name,
                 },

@@ -210,6 +210,14 @@ def m005_listings_settled(db: Database) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
 
 
+@migrations()
+def m008_listing_audits(db: Database) -> None:
+    # Proven listings a run walked anyway to check its proofs, and how many of those the walk
+    # showed other than predicted (their categories are walked in full by the next run).
+    for column in ("listings_audited", "audits_contradicted"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

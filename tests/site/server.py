@@ -166,15 +166,32 @@ def _hidden_tags(slug: str) -> set[str]:
     return {f"a{digest[0] % 4}", f"b{digest[1] % 5}"}
 
 
+# How posts published on the same day are ordered: by post id ("post_id", the same in every
+# listing), or in an order of each listing's own ("per-listing"), as a query ordered by date
+# alone may return them.
+TIES = ("post_id", "per-listing")
+STICKY_POSITIONS = ("before", "after")
+
+
+def _tie_break(slug: str, other: Lesson, ties: str) -> int | bytes:
+    if ties == "per-listing":
+        return hashlib.sha256(f"{slug} {other.slug}".encode()).digest()
+    return other.post_id
+
+
 def _listing(
     lessons: Mapping[str, Lesson],
     hidden: set[str],
     slug: str,
     related: str = "categories",
     extra: Mapping[str, list[str]] | None = None,
+    *,
+    sticky: Sequence[str] = (),
+    ties: str = "post_id",
 ) -> list[Lesson]:
     """Lessons shown under ``slug``: published, listed, related; newest first. ``extra`` adds
-    lessons at the end of a lesson's listing, as an odd related-posts rule might."""
+    lessons at the end of a lesson's listing, as an odd related-posts rule might. Sticky posts
+    are not among a listing's regular items (page 1 shows them besides)."""
 
     def terms(lesson: Lesson) -> set[str]:
         return set(lesson.categories) if related == "categories" else _hidden_tags(lesson.slug)
@@ -186,9 +203,10 @@ def _listing(
         if other.slug != slug
         and other.listed
         and other.slug not in hidden
+        and other.slug not in sticky
         and own.intersection(terms(other))
     ]
-    items.sort(key=lambda item: (item.published, item.post_id), reverse=True)
+    items.sort(key=lambda item: (item.published, _tie_break(slug, item, ties)), reverse=True)
     shown = {item.slug for item in items}
     for added in (extra or {}).get(slug, []):
         if added not in shown and added in lessons and added not in hidden:
@@ -270,12 +288,26 @@ class FixtureSite:
         theme: str = "divi",
         related: str = "categories",
         extra_listed: Mapping[str, list[str]] | None = None,
+        sticky: Sequence[str] = (),
+        sticky_position: str = "after",
+        ties: str = "post_id",
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
             raise ValueError(f"unknown related-posts rule {related!r}; choose from {RELATED}")
+        if sticky_position not in STICKY_POSITIONS:
+            raise ValueError(f"unknown sticky position {sticky_position!r}")
+        if ties not in TIES:
+            raise ValueError(f"unknown order of ties {ties!r}; choose from {TIES}")
         self.related = related
         self.extra_listed = dict(extra_listed or {})
+        # WordPress's sticky posts: on page 1 of every listing, before or after its regular
+        # items, not counted in "Page N of M" (the slugs of lessons of the site).
+        self.sticky = tuple(sticky)
+        self.sticky_position = sticky_position
+        self.ties = ties
+        # (requests, lesson): published when the server has received that many requests.
+        self._scheduled: list[tuple[int, Lesson]] = []
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -408,7 +440,29 @@ class FixtureSite:
             return [copy.deepcopy(x) for x in self._listing_of(slug)]
 
     def _listing_of(self, slug: str) -> list[Lesson]:
-        return _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)
+        return _listing(
+            self._lessons,
+            self._hidden,
+            slug,
+            self.related,
+            self.extra_listed,
+            sticky=self.sticky,
+            ties=self.ties,
+        )
+
+    def _sticky_of(self, slug: str) -> list[Lesson]:
+        """The sticky posts page 1 of ``slug``'s listing shows (never the lesson itself)."""
+        return [
+            self._lessons[x]
+            for x in self.sticky
+            if x != slug and x in self._lessons and x not in self._hidden
+        ]
+
+    def publish_after(self, requests: int, lesson: Lesson) -> None:
+        """Publish ``lesson`` when the server has received ``requests`` requests in all: the
+        site changes while a crawl reads it."""
+        with self._lock:
+            self._scheduled.append((requests, lesson))
 
     def page_count(self, slug: str) -> int:
         with self._lock:
@@ -541,6 +595,10 @@ class FixtureSite:
         with self._lock:
             self.requests.append(record)
             self._arrived.notify_all()
+            due = [x for x in self._scheduled if x[0] <= len(self.requests)]
+            for entry in due:
+                self._scheduled.remove(entry)
+                self.publish(entry[1])
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
 
@@ -639,12 +697,14 @@ class FixtureSite:
         if not 1 <= page <= pages:
             return self._not_found(base)
         shown = items[(page - 1) * self.per_page : page * self.per_page]
+        if page == 1 and (sticky := self._sticky_of(slug)):
+            shown = [*sticky, *shown] if self.sticky_position == "before" else [*shown, *sticky]
         html = render.lesson_page(base, lesson, shown, page, pages)
         for old, new in THEMES[self.theme].items():
             html = html.replace(old, new)
         # The page shows the lesson, its page of items and "Page N of M", which depends on
         # every listed lesson, so all of them (and unpublishing) count towards Last-Modified.
-        stamps = [_parse_time(x.modified) for x in [lesson, *items]]
+        stamps = [_parse_time(x.modified) for x in [lesson, *items, *self._sticky_of(slug)]]
         if self._structure_changed is not None:
             stamps.append(self._structure_changed)
         return _page(html, max(stamps))
