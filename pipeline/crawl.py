@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .archive import KnownPage, PageRecord
+from .archive import KnownPage, ListingWalks, PageRecord
 from .config import Config
 from .errors import ArchiveWriteError, FetchError, SiteUnreachable
 from .extract import RawLesson, read_sitemap
@@ -45,6 +45,9 @@ class CrawlResult:
     # How the lessons' listings were settled: walked to their end, or proven from page 1.
     listings: ListingCounts = field(default_factory=ListingCounts)
     listings_settled: bool = True
+    # The lessons whose listings were walked to their end, and those left for the next run.
+    listings_walked: list[str] = field(default_factory=list)
+    listings_to_walk: list[str] = field(default_factory=list)
 
     @property
     def fetched(self) -> int:
@@ -86,13 +89,14 @@ class Crawl:
         known: dict[str, KnownPage] | None = None,
         max_pages: int | None = None,
         progress: Progress | None = None,
+        listing_walks: ListingWalks | None = None,
     ):
         self.config = config
         self.fetcher = fetcher
         self.max_pages = max_pages
         self.progress = progress
         self.scope = UrlScope(config, config.site.start_urls[0])
-        self.frontier = Frontier(self.scope, known or {})
+        self.frontier = Frontier(self.scope, known or {}, walks_before=listing_walks)
         self._queue: asyncio.Queue[Link] = asyncio.Queue()
         self._seen: set[str] = set()
         self._done = 0
@@ -116,6 +120,8 @@ class Crawl:
         self.result.elapsed = time.monotonic() - began
         self.result.listings = self.frontier.listings
         self.result.listings_settled = self.frontier.settled
+        self.result.listings_walked = self.frontier.listings_walked
+        self.result.listings_to_walk = self.frontier.listings_to_walk
         if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
             reasons = {p.error for p in self.result.failed}
             raise SiteUnreachable(
@@ -179,7 +185,7 @@ class Crawl:
             self.result.budget_exhausted = True
             return
         self._started += 1
-        known = self.frontier.known.get(url)
+        known = None if url in self.frontier.unconditional else self.frontier.known.get(url)
         try:
             response = await self.fetcher.get(
                 url,
@@ -274,13 +280,19 @@ def crawl(
     max_pages: int | None = None,
     progress: Progress | None = None,
     on_response: Callable[[Fetched], None] | None = None,
+    listing_walks: ListingWalks | None = None,
 ) -> CrawlResult:
     """Run one crawl to the end (synchronously) and return what it saw."""
 
     async def go() -> CrawlResult:
         async with Fetcher(config, on_response=on_response) as fetcher:
             return await Crawl(
-                config, fetcher, known=known, max_pages=max_pages, progress=progress
+                config,
+                fetcher,
+                known=known,
+                max_pages=max_pages,
+                progress=progress,
+                listing_walks=listing_walks,
             ).run()
 
     return asyncio.run(go())

@@ -210,6 +210,17 @@ class ListingInference:
             return self._start_walks(self._audit_sample(), audit=True)
         return self._start_walks(walk)
 
+    def to_walk_next(self) -> list[str]:
+        """The lessons sharing a category with a listing found other than predicted (by its
+        page 1 or by an audit), whose listings were not walked to their end now: the next run
+        walks them in full."""
+        return sorted(
+            url
+            for url in self.read_in
+            if self.categories.get(url, frozenset()) & self.untrusted
+            and not (url in self.walks and self.walks[url].read)
+        )
+
     # -- the counts ---------------------------------------------------------------------
 
     @property

@@ -52,6 +52,7 @@ def crawl_into_archive(
                 max_pages=max_pages,
                 progress=progress,
                 on_response=capture,
+                listing_walks=archive.listing_walks(),
             )
         health = tuple(check_health(result, config.health, baseline=archive.healthy_baseline()))
         lessons = [normalise(raw) for raw in result.lessons.values()]
@@ -90,6 +91,8 @@ def crawl_into_archive(
                     "listings_contradicted": result.listings.contradicted,
                     "listings_audited": result.listings.audited,
                     "audits_contradicted": result.listings.audits_contradicted,
+                    "listings_read": json.dumps(result.listings_walked),
+                    "listings_to_walk": json.dumps(result.listings_to_walk),
                     "health": json.dumps([str(failure) for failure in health]),
                     "captures": capture.name,
                 },

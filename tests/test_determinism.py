@@ -55,7 +55,6 @@ def test_two_first_crawls_at_concurrency_2_and_8_make_the_same_requests(tmp_path
     with FixtureSite(lessons, **options) as site:
         slow_paths, slow_summary = first_crawl(site, tmp_path / "two.db", 2)
         fast_paths, fast_summary = first_crawl(site, tmp_path / "eight.db", 8)
-        assert site.max_in_flight > 2  # the second crawl did overlap its requests
     assert slow_paths == fast_paths
     assert slow_summary == fast_summary
     assert any(line.lstrip().startswith("listings:") for line in slow_summary)

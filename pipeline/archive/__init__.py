@@ -30,9 +30,10 @@ from .records import (
     ArchiveStatus,
     KnownPage,
     LessonChanges,
+    ListingWalks,
     PageRecord,
-    RunCounts,
     Run,
+    RunCounts,
     RunOutcome,
     SnapshotRows,
     Version,
@@ -52,8 +53,8 @@ from .schema import (
 __all__ = [
     "DEFAULT_DB",
     "LESSON_COLUMNS",
-    "PROGRAM_COLUMNS",
     "LESSON_COUNTS_SQL",
+    "PROGRAM_COLUMNS",
     "PROGRAM_COUNT_SQL",
     "PROGRAM_SLUG_SQL",
     "START_PROGRAMS_SQL",
@@ -63,17 +64,18 @@ __all__ = [
     "KnownPage",
     "Layout",
     "LessonChanges",
+    "ListingWalks",
     "PageRecord",
-    "RunCounts",
     "Run",
+    "RunCounts",
     "RunOutcome",
     "SnapshotRows",
     "Version",
     "archive_lock",
     "latest_saved_run_of",
     "now_iso",
-    "read_snapshot",
     "read_only_uri",
+    "read_snapshot",
     "run_status",
     "verify_archive",
 ]
@@ -157,6 +159,11 @@ class Archive:
             )
         )
         return known
+
+    def listing_walks(self) -> ListingWalks:
+        """When each lesson's listing was last walked to its end, and what the last run left
+        for the next to walk: what a run's audits choose from."""
+        return runs.listing_walks(self.db)
 
     def healthy_baseline(self) -> int | None:
         """Lessons found by the last complete, healthy run: what the next one is compared with."""

@@ -216,6 +216,10 @@ def m008_listing_audits(db: Database) -> None:
     # showed other than predicted (their categories are walked in full by the next run).
     for column in ("listings_audited", "audits_contradicted"):
         db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+    # The lessons (JSON lists of URLs) whose listings the run walked to their end, which the
+    # audits of later runs rotate over, and those it leaves the next run to walk in full.
+    for column in ("listings_read", "listings_to_walk"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
 
 def now_iso() -> str:

@@ -291,6 +291,7 @@ class FixtureSite:
         sticky: Sequence[str] = (),
         sticky_position: str = "after",
         ties: str = "post_id",
+        replaced_listed: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
@@ -306,6 +307,9 @@ class FixtureSite:
         self.sticky = tuple(sticky)
         self.sticky_position = sticky_position
         self.ties = ties
+        # slug → {listed slug: slug shown in its place}: one listing unlike the rule, in
+        # places page 1 does not show, with the same page count.
+        self.replaced_listed = {k: dict(v) for k, v in (replaced_listed or {}).items()}
         # (requests, lesson): published when the server has received that many requests.
         self._scheduled: list[tuple[int, Lesson]] = []
         # Deep copies: mutations between crawls must never leak into the caller's objects.
@@ -440,7 +444,7 @@ class FixtureSite:
             return [copy.deepcopy(x) for x in self._listing_of(slug)]
 
     def _listing_of(self, slug: str) -> list[Lesson]:
-        return _listing(
+        items = _listing(
             self._lessons,
             self._hidden,
             slug,
@@ -449,6 +453,8 @@ class FixtureSite:
             sticky=self.sticky,
             ties=self.ties,
         )
+        replaced = self.replaced_listed.get(slug, {})
+        return [self._lessons[replaced[x.slug]] if x.slug in replaced else x for x in items]
 
     def _sticky_of(self, slug: str) -> list[Lesson]:
         """The sticky posts page 1 of ``slug``'s listing shows (never the lesson itself)."""
