@@ -218,8 +218,9 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
         f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB\n"
         f"  listings: {result.listings.walked} walked, {result.listings.inferred} proven "
-        f"from page 1, {result.listings.contradicted} contradicted · audits: "
-        f"{result.listings.audited} walked, {result.listings.audits_contradicted} contradicted",
+        f"from page 1, {result.listings.contradicted} contradicted\n"
+        f"  audits: {result.listings.audited} proven listings walked, "
+        f"{result.listings.audits_contradicted} found other than predicted",
     )
     for page in failed[:10]:
         say(out, f"  failed: {page.url}: {page.error}")

@@ -41,7 +41,7 @@ class Scope:
     # A first crawl proves most listings from the categories pages show instead of walking
     # them (see pipeline/inference.py); false walks every lesson's listing to its end.
     listing_inference: bool = True
-    # Proven listings a first crawl walks anyway, to check its proofs (0: none).
+    # Listings proven rather than walked that each run walks anyway, to check them (0: none).
     audit_listings: int = 1
 
 
