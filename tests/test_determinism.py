@@ -52,7 +52,8 @@ SITES = {
 def test_two_first_crawls_at_concurrency_2_and_8_make_the_same_requests(tmp_path, kind):
     options = dict(SITES[kind])
     lessons = [*load_lessons(), TEASER] if "sticky" in options else None
-    with FixtureSite(lessons, **options) as site:
+    # Answers delayed at random: each crawl meets them in an order of its own.
+    with FixtureSite(lessons, latency_spread=0.02, **options) as site:
         slow_paths, slow_summary = first_crawl(site, tmp_path / "two.db", 2)
         fast_paths, fast_summary = first_crawl(site, tmp_path / "eight.db", 8)
     assert slow_paths == fast_paths

@@ -292,6 +292,7 @@ class FixtureSite:
         sticky_position: str = "after",
         ties: str = "post_id",
         replaced_listed: Mapping[str, Mapping[str, str]] | None = None,
+        latency_spread: float = 0.0,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
@@ -323,6 +324,10 @@ class FixtureSite:
         self.sitemap = sitemap
         self.robots_txt = robots_txt
         self.latency = latency
+        # Each answer waits up to this many seconds more, at random: answers then arrive in
+        # an order of their own on every crawl.
+        self.latency_spread = latency_spread
+        self._spread = random.Random()
         self.slow_seconds = slow_seconds
         self.offsite_url = offsite_url
         self.host = host
@@ -846,7 +851,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         site._begin(record)
         try:
-            site._pause(site.latency)
+            site._pause(site.latency + site._spread.uniform(0, site.latency_spread))
             fault = site._next_fault(split.path)
             record.fault = fault
             if fault == "slow":
