@@ -30,8 +30,9 @@ from then on like any other.
 
 Everything is decided when the queue runs dry, over sorted candidates: which lessons are walked
 does not depend on the order answers arrived in, so one site crawled at any concurrency makes
-the same requests. Everything here is plain state over what pages showed; the frontier asks,
-and queues the listing pages it answers.
+the same requests. Listings are walked for the categories one at a time, each walk showing
+more lessons to choose the next from. Everything here is plain state over what pages showed;
+the frontier asks, and queues the listing pages it answers.
 """
 
 from __future__ import annotations
@@ -278,10 +279,12 @@ class ListingInference:
         self.per_page, self.sticky = per_page, (sticky if fits else frozenset())
 
     def _cover(self) -> list[str]:
-        """As few pages of waiting lessons' listings as cover the categories still unknown
-        (each walked listing costs its pages after the first): the cheapest cover when there
-        are few categories to cover, otherwise chosen greedily, short listings first; ties by
-        URL either way."""
+        """The next listing to walk for the categories still unknown: of the cheapest set of
+        waiting lessons' listings that covers them (in pages after the first; chosen greedily,
+        short listings first, when there are many categories), the one that covers the most,
+        ties by fewer pages, then URL. One at a time: each walk shows more lessons, and the
+        next choice is made with them (a first crawl without a sitemap starts out knowing only
+        the lessons page 1s show)."""
         pending = sorted(
             (self.waiting[url] for url in self.waiting if url not in self.walks),
             key=lambda lesson: lesson.url,
@@ -291,23 +294,15 @@ class ListingInference:
         if not uncovered:
             return []
         if len(uncovered) <= EXACT_COVER_CATEGORIES:
-            return _cheapest_cover(pending, uncovered)
-        chosen = []
-        while uncovered:
-            best = max(
-                pending,
-                key=lambda lesson: (
-                    len(lesson.categories & uncovered) / lesson.page_count,
-                    -lesson.page_count,
-                ),
-                default=None,
-            )
-            if best is None or not best.categories & uncovered:
-                break
-            chosen.append(best.url)
-            uncovered -= best.categories
-            pending.remove(best)
-        return chosen
+            cover = [x for x in pending if x.url in set(_cheapest_cover(pending, uncovered))]
+        else:
+            cover = _greedy_cover(pending, uncovered)
+        best = min(
+            cover,
+            key=lambda x: (-len(x.categories & uncovered), x.page_count, x.url),
+            default=None,
+        )
+        return [] if best is None else [best.url]
 
     def _audit_sample(self) -> list[str]:
         """The proven listings to walk anyway: the fewest pages first, ties by URL."""
@@ -454,3 +449,23 @@ def _cheapest_cover(lessons: list[PageOne], uncovered: set[str]) -> list[str]:
         target, lesson = step
         chosen.append(lesson.url)
     return sorted(chosen)
+
+
+def _greedy_cover(lessons: list[PageOne], uncovered: set[str]) -> list[PageOne]:
+    """Lessons whose listings cover ``uncovered``, each the most categories a page."""
+    pending, uncovered, chosen = list(lessons), set(uncovered), []
+    while uncovered:
+        best = max(
+            pending,
+            key=lambda lesson: (
+                len(lesson.categories & uncovered) / lesson.page_count,
+                -lesson.page_count,
+            ),
+            default=None,
+        )
+        if best is None or not best.categories & uncovered:
+            break
+        chosen.append(best)
+        uncovered -= best.categories
+        pending.remove(best)
+    return chosen
