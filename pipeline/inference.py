@@ -139,6 +139,8 @@ class ListingInference:
     # The posts seen in each category, as of how many posts were seen.
     _by_category: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _by_category_of: int = field(default=-1, repr=False)
+    _walked: set[str] = field(default_factory=set, repr=False)
+    _walked_of: int = field(default=-1, repr=False)
 
     # -- what pages showed -------------------------------------------------------------
 
@@ -294,7 +296,8 @@ class ListingInference:
         if not uncovered:
             return []
         if len(uncovered) <= EXACT_COVER_CATEGORIES:
-            cover = [x for x in pending if x.url in set(_cheapest_cover(pending, uncovered))]
+            cheapest = set(_cheapest_cover(pending, uncovered))
+            cover = [x for x in pending if x.url in cheapest]
         else:
             cover = _greedy_cover(pending, uncovered)
         best = min(
@@ -404,13 +407,25 @@ class ListingInference:
         if not late or not shown:
             return set()
         oldest = min((self.dates[url] for url in shown if url in self.dates), default=None)
-        walked = [(w.lesson.url, w.position()) for w in self.walks.values() if w.complete]
+        walked = self._walked_posts()
         return {
             url
             for url in late
-            if (oldest is not None and self.dates.get(url, "") > oldest)
-            or not any(url == own or url in position for own, position in walked)
+            if (oldest is not None and self.dates.get(url, "") > oldest) or url not in walked
         }
+
+    def _walked_posts(self) -> set[str]:
+        """Every post a complete walk shows, or whose listing it is (worked out again only
+        when a page was read)."""
+        read = sum(len(walk.pages) for walk in self.walks.values())
+        if self._walked_of != read:
+            self._walked = set()
+            for walk in self.walks.values():
+                if walk.complete:
+                    self._walked.add(walk.lesson.url)
+                    self._walked.update(walk.position())
+            self._walked_of = read
+        return self._walked
 
     def _same_day(self, a: str, b: str) -> bool:
         day = self.dates.get(a)
