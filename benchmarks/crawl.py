@@ -11,6 +11,7 @@ archives are compared row for row.
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import hashlib
 import json
 import pstats
@@ -34,6 +35,8 @@ from .synthetic import synthetic_lessons
 
 # What robots.txt of the fixture site disallows although listings link to it.
 DISALLOWED = {"staff-preview"}
+# Where a sticky post shows on page 1 of every listing, in the sticky variants.
+STICKY = ("before", "after")
 
 
 def run(
@@ -43,19 +46,43 @@ def run(
     profile_size: int | None = 150,
     concurrency: int = 8,
 ) -> dict[str, Any]:
+    """Walked and proven first crawls at each size. Proven ones without audits (what the
+    per-lesson target is judged on), with and without a sitemap and with a sticky post before
+    and after the items; and once more with the default audit, to state what it adds."""
     runs = []
+    sticky_walked: dict[str, dict[str, Any]] = {}
+    smallest = min(sizes, default=None)
     for n in sorted({*sizes, *inferred_sizes}):
         walked = measure(n, concurrency=concurrency, inference=False) if n in sizes else None
         if walked is not None:
             runs.append(walked)
-        if n in inferred_sizes:
-            for sitemap in (True, False):
-                inferred = measure(n, concurrency=concurrency, inference=True, sitemap=sitemap)
-                if walked is not None:
-                    inferred["same_archive_as_walked"] = (
-                        inferred["archive_digest"] == walked["archive_digest"]
-                    )
-                runs.append(inferred)
+        if n == smallest and n in inferred_sizes:
+            for position in STICKY:
+                sticky_walked[position] = measure(
+                    n, concurrency=concurrency, inference=False, sitemap=False, sticky=position
+                )
+                runs.append(sticky_walked[position])
+        if n not in inferred_sizes:
+            continue
+        variants = [
+            {"sitemap": True},
+            {"sitemap": False},
+            *({"sitemap": False, "sticky": position} for position in STICKY),
+        ]
+        unaudited = {}
+        for variant in variants:
+            inferred = measure(n, concurrency=concurrency, inference=True, audits=0, **variant)
+            truth = sticky_walked.get(variant.get("sticky")) if "sticky" in variant else walked
+            if truth is not None and (n == smallest or "sticky" not in variant):
+                inferred["same_archive_as_walked"] = (
+                    inferred["archive_digest"] == truth["archive_digest"]
+                )
+            unaudited[json.dumps(variant, sort_keys=True)] = inferred
+            runs.append(inferred)
+        audited = measure(n, concurrency=concurrency, inference=True, audits=None, sitemap=False)
+        base = unaudited[json.dumps({"sitemap": False}, sort_keys=True)]
+        audited["audit_added_requests"] = audited["requests"] - base["requests"]
+        runs.append(audited)
     result: dict[str, Any] = {"concurrency": concurrency, "runs": runs}
     if profile_size:
         result["profile"] = profile(profile_size, concurrency=concurrency)
@@ -68,14 +95,23 @@ def expected_lessons(n: int) -> int:
 
 
 def crawl_once(
-    site: SiteProcess, db_path: Path, *, concurrency: int, inference: bool = True
+    site: SiteProcess,
+    db_path: Path,
+    *,
+    concurrency: int,
+    inference: bool = True,
+    audits: int | None = None,
 ) -> tuple[RunReport, bool]:
-    """One crawl into ``db_path``; a run that fails a health check still has a report."""
+    """One crawl into ``db_path``; a run that fails a health check still has a report.
+    ``audits``: scope.audit_listings (None: the configured default)."""
     # The tests' 2 s read timeout is short for two busy cores: a retry would be counted as a
     # request and distort what is measured.
     config = local_config(
         site, listing_inference=inference, concurrency=concurrency, read_timeout=30.0
     )
+    if audits is not None:
+        scope = dataclasses.replace(config.scope, audit_listings=audits)
+        config = dataclasses.replace(config, scope=scope)
     try:
         return crawl_into_archive(config, db_path), True
     except HealthCheckFailed as exc:
@@ -83,12 +119,25 @@ def crawl_once(
 
 
 def measure(
-    n: int, *, concurrency: int = 8, inference: bool = False, sitemap: bool = True
+    n: int,
+    *,
+    concurrency: int = 8,
+    inference: bool = False,
+    sitemap: bool = True,
+    sticky: str | None = None,
+    audits: int | None = None,
 ) -> dict[str, Any]:
-    with SiteProcess(n, sitemap=sitemap) as site, tempfile.TemporaryDirectory() as tmp:
+    with (
+        SiteProcess(n, sitemap=sitemap, sticky=sticky) as site,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         db_path = Path(tmp) / "archive.db"
-        measured = measure_crawl(site, db_path, n, concurrency=concurrency, inference=inference)
+        measured = measure_crawl(
+            site, db_path, n, concurrency=concurrency, inference=inference, audits=audits
+        )
         measured["sitemap"] = sitemap
+        measured["sticky"] = sticky
+        measured["audits"] = audits
         measured["archive_digest"] = archive_digest(db_path)
         return measured
 
@@ -103,18 +152,27 @@ def archive_digest(db_path: Path) -> str:
 
 
 def measure_crawl(
-    site: SiteProcess, db_path: Path, n: int, *, concurrency: int = 8, inference: bool = False
+    site: SiteProcess,
+    db_path: Path,
+    n: int,
+    *,
+    concurrency: int = 8,
+    inference: bool = False,
+    audits: int | None = None,
 ) -> dict[str, Any]:
     """One crawl of ``site`` into ``db_path``: its traffic, and each process's CPU seconds."""
     site.reset()
     before = site.stats()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
-    report, healthy = crawl_once(site, db_path, concurrency=concurrency, inference=inference)
+    report, healthy = crawl_once(
+        site, db_path, concurrency=concurrency, inference=inference, audits=audits
+    )
     wall = time.perf_counter() - began
     used = resource.getrusage(resource.RUSAGE_SELF)
     after = site.stats()
     requests = after["requests"]
+    pages = after.get("page_requests", requests)
     user = used.ru_utime - usage.ru_utime
     system = used.ru_stime - usage.ru_stime
     server = after["cpu_seconds"] - before["cpu_seconds"]
@@ -124,9 +182,13 @@ def measure_crawl(
         "mode": "inferred" if inference else "walked",
         "requests": requests,
         "requests_per_lesson": requests / n,
+        "page_requests": pages,
+        "page_requests_per_lesson": pages / n,
         "listings_walked": listings.walked,
         "listings_inferred": listings.inferred,
         "listings_contradicted": listings.contradicted,
+        "listings_audited": listings.audited,
+        "audits_contradicted": listings.audits_contradicted,
         "complete": report.result.complete,
         # Page requisites (stylesheets, scripts, fonts, images), counted apart from the pages.
         "requisite_requests": report.result.requisite_stats.requests,

@@ -1,9 +1,10 @@
 """Incremental cost: what a re-crawl asks for and transfers, against the first, full crawl.
 
-Three crawls of one synthetic site into one archive: the first (every listing walked), a
-re-crawl of the unchanged site, and a re-crawl after 1 % of the lessons were edited and one new
-lesson was published (FixtureSite's edit and publish, as an editor would). Bytes are counted by
-the server as they leave it, headers included: a 304 has no body, but it is not free.
+Four crawls of one synthetic site into one archive: the first (every listing walked), a
+re-crawl of the unchanged site without audits, the same with the default audit (what it adds
+to a run), and a re-crawl after 1 % of the lessons were edited and one new lesson was
+published (FixtureSite's edit and publish, as an editor would). Bytes are counted by the
+server as they leave it, headers included: a 304 has no body, but it is not free.
 """
 
 from __future__ import annotations
@@ -29,25 +30,41 @@ def run(n: int = 300, *, concurrency: int = 8) -> dict[str, Any]:
     with SiteProcess(n) as site, tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "archive.db"
         first = measure_crawl(site, db_path, n, concurrency=concurrency)
-        unchanged = _recrawl(site, db_path, n, first, concurrency)
+        # Without audits: what conditional requests alone cost. Then the same with the
+        # default audit, to state what it adds to a run.
+        unchanged = _recrawl(site, db_path, n, first, concurrency, audits=0)
+        audited = _recrawl(site, db_path, n, first, concurrency)
+        audited["added_requests"] = audited["requests"] - unchanged["requests"]
+        audited["added_wire_bytes"] = audited["wire_bytes"] - unchanged["wire_bytes"]
         for lesson in edited:
             site.edit(lesson.slug, description=[*lesson.description, "Edited for the benchmark."])
         site.publish(added)
-        changed = _recrawl(site, db_path, n, first, concurrency)
+        changed = _recrawl(site, db_path, n, first, concurrency, audits=0)
         archived = _slugs(db_path)
         versions = _changed_slugs(db_path, changed["run_id"])
     changed["edited"] = len(edited)
     changed["edited_detected"] = sum(1 for x in edited if x.slug in versions)
     changed["new_lesson"] = added.slug
     changed["new_lesson_found"] = added.slug in archived
-    return {"lessons": n, "first": first, "unchanged": unchanged, "changed": changed}
+    return {
+        "lessons": n,
+        "first": first,
+        "unchanged": unchanged,
+        "audited": audited,
+        "changed": changed,
+    }
 
 
 def _recrawl(
-    site: SiteProcess, db_path: Path, n: int, first: dict[str, Any], concurrency: int
+    site: SiteProcess,
+    db_path: Path,
+    n: int,
+    first: dict[str, Any],
+    concurrency: int,
+    audits: int | None = None,
 ) -> dict[str, Any]:
     site.reset()
-    report, healthy = crawl_once(site, db_path, concurrency=concurrency)
+    report, healthy = crawl_once(site, db_path, concurrency=concurrency, audits=audits)
     stats = site.stats()
     return {
         **_traffic(stats, n),
@@ -61,6 +78,7 @@ def _recrawl(
         "lessons_changed": report.counts.changed,
         "healthy": healthy,
         "run_id": report.run_id,
+        "listings_audited": report.result.listings.audited,
     }
 
 

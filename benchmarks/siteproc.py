@@ -20,9 +20,10 @@ from typing import Any
 from tests.site import server
 from tests.site.server import FixtureSite, Lesson
 
-from .synthetic import synthetic_lessons
+from .synthetic import TEASER_PATH, members_only_teaser, synthetic_lessons
 
 ROOT = Path(__file__).resolve().parent.parent
+REQUISITES = ("/wp-content/", "/wp-includes/")
 
 
 class _CountingWriter:
@@ -61,6 +62,9 @@ def _stats(site: FixtureSite) -> dict[str, Any]:
         records = list(site.requests)
     return {
         "requests": len(records),
+        # Lesson and listing pages, robots.txt and sitemaps: the theme's files and images (a
+        # page's requisites) are counted apart.
+        "page_requests": sum(1 for r in records if not r.path.startswith(REQUISITES)),
         "body_bytes": sum(r.bytes_sent for r in records),
         "wire_bytes": _wire_bytes[0],
         "statuses": dict(Counter(str(r.status) for r in records)),
@@ -76,11 +80,21 @@ def _conditional(record) -> bool:
     return "if-none-match" in record.headers or "if-modified-since" in record.headers
 
 
-def serve(n: int, *, sitemap: bool = True) -> None:
+def serve(n: int, *, sitemap: bool = True, sticky: str | None = None) -> None:
     # FixtureSite.start() builds its server with the module's _Handler: count the wire bytes by
     # swapping in a subclass, in this process only.
     server._Handler = _CountingHandler
-    site = FixtureSite(synthetic_lessons(n), sitemap=sitemap)
+    lessons = synthetic_lessons(n)
+    options: dict[str, Any] = {}
+    if sticky:
+        # A sticky members-only teaser on every page 1, before or after the items.
+        teaser = members_only_teaser()
+        lessons.append(teaser)
+        robots = server.DEFAULT_ROBOTS + f"Disallow: {TEASER_PATH}\n"
+        if sitemap:
+            robots += "Sitemap: {url}/wp-sitemap.xml\n"
+        options = {"sticky": [teaser.slug], "sticky_position": sticky, "robots_txt": robots}
+    site = FixtureSite(lessons, sitemap=sitemap, **options)
     with site:
         _reply({"url": site.url, "pid": os.getpid()})
         for line in sys.stdin:
@@ -112,9 +126,10 @@ class SiteProcess:
 
     Has ``lesson_url`` like FixtureSite, so tests.conftest.local_config accepts it."""
 
-    def __init__(self, n: int, *, sitemap: bool = True):
+    def __init__(self, n: int, *, sitemap: bool = True, sticky: str | None = None):
         self.n = n
         self.sitemap = sitemap
+        self.sticky = sticky
         self._proc: subprocess.Popen | None = None
         self.url = ""
         self.pid = 0
@@ -127,6 +142,7 @@ class SiteProcess:
                 "benchmarks.siteproc",
                 str(self.n),
                 *([] if self.sitemap else ["--no-sitemap"]),
+                *([f"--sticky={self.sticky}"] if self.sticky else []),
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -179,4 +195,6 @@ class SiteProcess:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sitemap="--no-sitemap" not in sys.argv[2:])
+    flags = sys.argv[2:]
+    sticky = next((f.split("=", 1)[1] for f in flags if f.startswith("--sticky=")), None)
+    serve(int(sys.argv[1]), sitemap="--no-sitemap" not in flags, sticky=sticky)

@@ -117,3 +117,20 @@ def _with_excerpt(lesson: Lesson) -> Lesson:
     if not lesson.listing_description:
         lesson.listing_description = lesson.description
     return lesson
+
+
+# A members-only teaser WordPress shows as a sticky post on page 1 of every listing, and that
+# robots.txt disallows: what a site with sticky posts adds to the scaled one.
+TEASER_PATH = "/video/members-only-teaser/"
+
+
+def members_only_teaser() -> Lesson:
+    return Lesson(
+        slug="members-only-teaser",
+        title="Members only: the full programme",
+        published="2025-12-24",
+        modified="2025-12-24T12:00:00Z",
+        categories=["Members"],
+        description=["Become a member to see every lesson."],
+        post_id=990_000,
+    )

@@ -255,6 +255,11 @@ def _progress() -> Progress:
     )
 
 
+def size(n: int) -> str:
+    """Bytes for a reader: MB from 0.1 MB up, kB below (59 small files are not "0.0 MB")."""
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
 def print_summary(report: RunReport, db_path: Path) -> None:
     result, counts = report.result, report.counts
     stats = result.stats
@@ -271,14 +276,15 @@ def print_summary(report: RunReport, db_path: Path) -> None:
         + f" · programs: {counts.programs}\n"
         f"  pages: {result.fetched} fetched, "
         f"{stats.not_modified} not modified, {len(failed)} failed · requests: {stats.requests}, "
-        f"retries: {stats.retries}, {stats.bytes / 1e6:.1f} MB\n"
+        f"retries: {stats.retries}, {size(stats.bytes)}\n"
         f"  listings: {result.listings.walked} walked, {result.listings.inferred} proven "
         f"from page 1, {result.listings.contradicted} contradicted\n"
+        f"  audits: {result.listings.audited} proven listings walked, "
+        f"{result.listings.audits_contradicted} found other than predicted\n"
         f"  requisites: {requisites_fetched} fetched, "
         f"{result.requisite_stats.not_modified} not modified, {len(requisites_failed)} failed, "
         f"{result.requisites_kept} versioned kept from earlier runs · "
-        f"requests: {result.requisite_stats.requests}, "
-        f"{result.requisite_stats.bytes / 1e6:.1f} MB",
+        f"requests: {result.requisite_stats.requests}, {size(result.requisite_stats.bytes)}",
     )
     for page in failed[:10]:
         say(out, f"  failed: {page.url}: {page.error}")

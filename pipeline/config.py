@@ -45,6 +45,8 @@ class Scope:
     # these paths are captured too, so a replayed page looks as it did; [] captures pages only.
     # Off-site embeds (the video player) are never fetched.
     requisite_prefixes: tuple[str, ...] = ("/wp-content/", "/wp-includes/")
+    # Listings proven rather than walked that each run walks anyway, to check them (0: none).
+    audit_listings: int = 1
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,8 @@ def _check(config: Config) -> None:
     for prefix in config.scope.requisite_prefixes:
         if not prefix.startswith("/"):
             raise ConfigError(f"config key scope.requisite_prefixes: not a path: {prefix!r}")
+    if (audits := config.scope.audit_listings) < 0:
+        raise ConfigError(f"config key scope.audit_listings: expected 0 or more, got {audits}")
     if "page" not in re.compile(config.scope.listing_path).groupindex:
         raise ConfigError("config key scope.listing_path: needs a (?P<page>...) group")
     _check_politeness(config.politeness, "config key politeness")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .archive import KnownPage, PageRecord
+from .archive import KnownPage, ListingWalks, PageRecord
 from .config import Config
 from .decode import not_html
 from .errors import ArchiveWriteError, CrawlRefused, FetchError, Interrupted, SiteUnreachable
@@ -95,6 +95,9 @@ class CrawlResult:
     requisite_stats: FetchStats = field(default_factory=FetchStats)
     requisites_kept: int = 0  # versioned requisites already captured, not asked again
     robots: PageRecord | None = None  # robots.txt's answer (asked conditionally)
+    # The lessons whose listings were walked to their end, and those left for the next run.
+    listings_walked: list[str] = field(default_factory=list)
+    listings_to_walk: list[str] = field(default_factory=list)
 
     @property
     def fetched(self) -> int:
@@ -162,6 +165,7 @@ class Crawl:
         max_pages: int | None = None,
         progress: Progress | None = None,
         stored_body: Callable[[str], bytes | None] | None = None,
+        listing_walks: ListingWalks | None = None,
     ):
         self.config = config
         # The body an earlier run captured for a URL, for a 304 the crawl must read (robots.txt).
@@ -182,6 +186,7 @@ class Crawl:
                 else KnownPage(page.kind, None, None)
                 for url, page in rebased
             },
+            walks_before=listing_walks,
         )
         self._starts = set(config.site.start_urls)
         self._queue: asyncio.Queue[Link] = asyncio.Queue()
@@ -220,6 +225,8 @@ class Crawl:
         }
         self.result.listings = self.frontier.listings
         self.result.listings_settled = self.frontier.settled
+        self.result.listings_walked = self.frontier.listings_walked
+        self.result.listings_to_walk = self.frontier.listings_to_walk
         problems = "; ".join(self.result.start_problems)[:600]
         if not any(p.status == 200 or p.status == 304 for p in self.result.pages.values()):
             reasons = {p.error for p in self.result.failed}
@@ -307,7 +314,7 @@ class Crawl:
             self.result.budget_exhausted = True
             return
         self._started += 1
-        known = self.frontier.known.get(url)
+        known = None if url in self.frontier.unconditional else self.frontier.known.get(url)
         try:
             response = await self.fetcher.get(
                 url,
@@ -560,6 +567,7 @@ def crawl(
     progress: Progress | None = None,
     on_response: Callable[[Fetched], None] | None = None,
     stored_body: Callable[[str], bytes | None] | None = None,
+    listing_walks: ListingWalks | None = None,
 ) -> CrawlResult:
     """Run one crawl to the end (synchronously) and return what it saw. SIGTERM or SIGHUP
     while it runs stops it as Ctrl-C does: its requests are cancelled, and Interrupted is
@@ -575,6 +583,7 @@ def crawl(
                 max_pages=max_pages,
                 progress=progress,
                 stored_body=stored_body,
+                listing_walks=listing_walks,
             ).run()
 
     async def stoppable() -> CrawlResult | None:

@@ -17,10 +17,11 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
-from .archive import KnownPage, PageRecord
+from .archive import KnownPage, ListingWalks, PageRecord
 from .config import Config
 from .extract import ListingPage, RawLesson, bounded_page
 from .inference import ListingCounts, ListingInference, PageOne
+from .normalise import parse_date
 
 # Whitespace and control characters are never part of a URL (a browser strips or rejects
 # them); a link holding one is not followed.
@@ -211,6 +212,9 @@ class Frontier:
     deferred: list[DeferredListing] = field(default_factory=list)
     # A first crawl's proofs of listings (None: every listing is walked).
     inference: ListingInference | None = None
+    # What earlier runs walked of the listings: a re-crawl's audits rotate over them (None:
+    # no history to rotate over, no audits).
+    walks_before: ListingWalks | None = None
 
     listings_read: int = 0  # lessons' listings read (without inference)
     # How many pages each listing (by its page 1) says it has: the first "Page N of M" read of
@@ -221,7 +225,24 @@ class Frontier:
         self.recrawl = any(page.kind == "lesson" for page in self.known.values())
         inferring = self.scope.config.scope.listing_inference and not self.recrawl
         if inferring and self.scope.config.selectors.category_prefix:
-            self.inference = ListingInference()
+            self.inference = ListingInference(self.scope.config.scope.audit_listings)
+        # A re-crawl walks in full what the last run left to walk (listings sharing a
+        # category with one found other than predicted), and audits the listings walked
+        # longest ago (never walked first, ties by URL): each of N listings is walked at
+        # least once in N / scope.audit_listings runs. Their page 1 is asked without
+        # validators: a 304 would not say how many pages the listing has.
+        lessons = sorted(url for url, page in self.known.items() if page.kind == "lesson")
+        before = self.walks_before if self.recrawl else None
+        last = before.last_walked if before else {}
+        by_age = sorted(lessons, key=lambda url: (last.get(url, 0), url)) if before else []
+        self.audits = set(by_age[: self.scope.config.scope.audit_listings])
+        self.walk_in_full = set(before.to_walk).intersection(lessons) if before else set()
+        self.unconditional = self.audits | self.walk_in_full
+        self.read_in_full: set[str] = set()
+        self._audit_unknown: dict[str, set[str]] = {}
+        self._disallowed: Container[str] = frozenset()
+        self._audit_members: dict[str, set[str]] = {}
+        self._page_one_known: dict[str, bool] = {}
 
     def start(self, start_urls: Iterable[str], sitemap_urls: Iterable[str]) -> list[Link]:
         """The first links of a run: its start URLs and sitemaps, and every page known to lead
@@ -258,6 +279,10 @@ class Frontier:
             return links + self._inferring(page, kind, base, canonical)
         if kind == "lesson" and page.page_count:
             self.listings_read += 1
+            if not self.recrawl:
+                self.read_in_full.add(base)
+        if self.recrawl:
+            self._audit(page, kind, base, listed, disallowed)
         if self.recrawl and self.scope.listing_page(base, 1) not in self.walked:
             # Lessons published since the last run are at the top of a listing: read on only
             # while a page still shows a lesson the archive does not know.
@@ -278,28 +303,99 @@ class Frontier:
         links += [Link(url, "listing") for url in (*page.page_urls, page.next_url) if url]
         return links
 
+    def _audit(
+        self, page: ListingPage, kind: str, base: str, listed: list[str], disallowed: Container[str]
+    ) -> None:
+        """A re-crawl's listing walked in full: what it shows past page 1 that the archive
+        did not know, after a lesson it knew (new lessons come first), is what its proof
+        missed."""
+        lesson = self.scope.listing_page(base, 1)
+        if lesson not in self.unconditional or not page.page:
+            return
+        if kind == "lesson" and page.page_count:
+            self.walked[lesson] = page.page_count
+            self.read_in_full.add(lesson)
+            self._page_one_known[lesson] = any(url in self.known for url in listed)
+        self._audit_members.setdefault(lesson, set()).update(listed)
+        if kind != "listing" or lesson not in self.audits:
+            return
+        # robots.txt's verdict on a lesson listed here for the first time comes after this
+        # page: which unknown lessons count is decided when asked (``audit_found``).
+        self._disallowed = disallowed
+        known_before = self._page_one_known.get(lesson, False)
+        for url in listed:
+            if url in self.known:
+                known_before = True
+            elif known_before:
+                self._audit_unknown.setdefault(lesson, set()).add(url)
+
+    @property
+    def audit_found(self) -> set[str]:
+        """The audited listings that showed, past page 1, lessons the archive did not know
+        (robots.txt allowing them)."""
+        return {
+            lesson
+            for lesson, urls in self._audit_unknown.items()
+            if any(url not in self._disallowed for url in urls)
+        }
+
+    @property
+    def audited(self) -> int:
+        return len(self.audits & self.read_in_full)
+
+    @property
+    def listings_walked(self) -> list[str]:
+        """The lessons whose listings this run walked to their end."""
+        if self.inference is not None:
+            return sorted(url for url, walk in self.inference.walks.items() if walk.read)
+        return sorted(self.read_in_full | {url for url in self.walked if url in self.known})
+
+    @property
+    def listings_to_walk(self) -> list[str]:
+        """What the next run is to walk in full: the listings sharing a category with one a
+        page 1 or an audit found other than predicted (and not walked to its end now)."""
+        if self.inference is not None:
+            return self.inference.to_walk_next()
+        shared = set().union(*(self._audit_members.get(url, set()) for url in self.audit_found))
+        shared = {url for url in shared if url not in self._disallowed}
+        return sorted((shared | self.audit_found) - self.read_in_full)
+
     def _inferring(
         self, page: ListingPage, kind: str, base: str, canonical: dict[str, str]
     ) -> list[Link]:
         """A first crawl's page, when listings may be proven: only the listings that must be
-        walked are (see ``inference``)."""
+        walked are, and which those are is decided when the queue runs dry (see
+        ``inference``)."""
         inference = self.inference
         inference.learn(page, canonical)
         shown = tuple(canonical[link] for link in page.listed if link in canonical)
         if kind == "lesson" and page.page == 1:
-            lesson = PageOne(base, page.categories, shown, page.page_count)
-            return self._walks(inference.lesson_seen(lesson))
+            published = parse_date(page.lesson.published) if page.lesson else None
+            inference.lesson_seen(PageOne(base, page.categories, shown, page.page_count, published))
+            return []
         lesson_url = self.scope.listing_page(base, 1)
-        walks = self._walks(inference.listing_page_seen(lesson_url, page, shown))
-        if lesson_url in inference.walks:
-            walks += self._walk_on(base, page.page, page.page_count)
-        return walks
+        inference.listing_page_seen(lesson_url, page, shown)
+        walk = inference.walks.get(lesson_url)
+        if walk is None:
+            return []
+        if walk.changed:
+            # It grew while it was read: its pages up to the newest last one are read too.
+            last = min(page.page + LOOKAHEAD, walk.last)
+            return [
+                Link(self.scope.listing_page(base, n), "listing")
+                for n in range(page.page + 1, last + 1)
+            ]
+        return self._walk_on(base, page.page, walk.last)
 
     @property
     def listings(self) -> ListingCounts:
         """How the run's listings were settled."""
         if self.inference is None:
-            return ListingCounts(walked=self.listings_read)
+            return ListingCounts(
+                walked=self.listings_read,
+                audited=self.audited,
+                audits_contradicted=len(self.audit_found),
+            )
         return self.inference.counts
 
     @property
@@ -317,15 +413,15 @@ class Frontier:
 
     def after_failure(self, url: str, kind: str) -> list[Link]:
         """A page that finally failed: a walk it belonged to proves nothing."""
-        if self.inference is None or kind != "listing":
-            return []
-        return self._walks(self.inference.listing_page_failed(self.scope.listing_page(url, 1)))
+        if self.inference is not None and kind == "listing":
+            self.inference.listing_page_failed(self.scope.listing_page(url, 1))
+        return []
 
     def _walks(self, lesson_urls: list[str]) -> list[Link]:
         """The first LOOKAHEAD pages after page 1 of each listing to walk."""
         links = []
         for url in lesson_urls:
-            links += self._walk_from(url, 2, self.inference.walks[url].lesson.page_count)
+            links += self._walk_from(url, 2, self.inference.walks[url].last)
         return links
 
     def after_not_modified(self, url: str, kind: str) -> list[Link]:
@@ -341,7 +437,12 @@ class Frontier:
         unless the sitemap vouched for every lesson: a lesson published with an old date lands
         deep in listings, and only the sitemap or a full walk can find it there."""
         if self.inference is not None:
-            return self._walks(self.inference.drained())
+            # A listing of one page is walked as soon as it is chosen: decide again, until
+            # some page is to be fetched or nothing is left to decide.
+            while started := self.inference.drained():
+                if links := self._walks(started):
+                    return links
+            return []
         deferred, self.deferred = self.deferred, []
         if sitemap_read:
             return []

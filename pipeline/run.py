@@ -55,6 +55,7 @@ def crawl_into_archive(
                 progress=progress,
                 on_response=capture,
                 stored_body=capture.stored_body,
+                listing_walks=archive.listing_walks(),
             )
         health = tuple(check_health(result, config.health, baseline=archive.healthy_baseline()))
         not_read = result.not_read(archive.published_lessons())
@@ -104,6 +105,10 @@ def crawl_into_archive(
                     "requisites_failed": sum(
                         1 for r in result.requisites.values() if r.error is not None
                     ),
+                    "listings_audited": result.listings.audited,
+                    "audits_contradicted": result.listings.audits_contradicted,
+                    "listings_read": json.dumps(result.listings_walked),
+                    "listings_to_walk": json.dumps(result.listings_to_walk),
                     "health": json.dumps([str(failure) for failure in health]),
                     "captures": capture.name,
                     "not_read": json.dumps(not_read) if not_read else None,

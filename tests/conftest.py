@@ -41,6 +41,12 @@ def local_config(site: FixtureSite, *, listing_inference: bool = True, **politen
     return dataclasses.replace(config, retry=retry)
 
 
+def without_audits(config: Config) -> Config:
+    """``config`` with no audits (scope.audit_listings = 0): a re-crawl then asks every page
+    it knows conditionally and walks no listing it need not."""
+    return dataclasses.replace(config, scope=dataclasses.replace(config.scope, audit_listings=0))
+
+
 def cli_args(site, db_path, *extra):
     """The arguments of `micropause crawl` of the local site into ``db_path``, with no delay."""
     return [

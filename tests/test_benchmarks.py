@@ -49,11 +49,18 @@ def test_result_files_say_what_was_measured_and_on_what(results):
 
 def test_crawl_measures_both_processes_and_finds_every_lesson(results):
     runs = load(results)["crawl"]["runs"]
-    # Each size walked, then proven with and without a sitemap.
-    assert [(r["mode"], r["sitemap"]) for r in runs] == [
-        ("walked", True),
-        ("inferred", True),
-        ("inferred", False),
+    # Each size walked (and with a sticky post before and after the items, without a sitemap),
+    # then proven without audits: with and without a sitemap, with each sticky post; then once
+    # with the default audit.
+    assert [(r["mode"], r["sitemap"], r["sticky"], r["audits"]) for r in runs] == [
+        ("walked", True, None, None),
+        ("walked", False, "before", None),
+        ("walked", False, "after", None),
+        ("inferred", True, None, 0),
+        ("inferred", False, None, 0),
+        ("inferred", False, "before", 0),
+        ("inferred", False, "after", 0),
+        ("inferred", False, None, None),
     ]
     for crawl in runs:
         assert crawl["lessons"] == PROFILES["smoke"]["crawl"]["sizes"][0]
@@ -65,10 +72,13 @@ def test_crawl_measures_both_processes_and_finds_every_lesson(results):
         for key in ("wall_s", "requests_per_s", "crawler_cpu_ms_per_request", "server_cpu_s"):
             assert positive(crawl[key]), key
         assert 1 <= crawl["max_in_flight"] <= 8
-    walked, *inferred = runs
+    walked, inferred, audited = runs[0], runs[3:-1], runs[-1]
     for crawl in inferred:
         assert crawl["same_archive_as_walked"]
         assert crawl["listings_inferred"] + crawl["listings_walked"] <= walked["listings_walked"]
+        assert crawl["listings_audited"] == 0
+    assert audited["listings_audited"] == 1
+    assert audited["audit_added_requests"] >= 0
 
 
 def test_extraction_comparators_do_the_same_work(results):

@@ -42,6 +42,8 @@ def test_shipped_config_is_polite():
         ("attempts = 4", "attempts = true", "config key retry.attempts: expected int"),
         ("lesson_path = '^/video/(?P<slug>[^/]+)/$'", "lesson_path = '^/video/('", "invalid regex"),
         ('start_urls = ["https', 'start_urls = ["ftp', "not an http(s) URL"),
+        ("audit_listings = 1", "audit_listings = -1", "scope.audit_listings: expected 0 or more"),
+        ("audit_listings = 1", 'audit_listings = "a few"', "scope.audit_listings: expected int"),
     ],
 )
 def test_bad_key_is_named_in_one_line(tmp_path, old, new, message):

@@ -31,6 +31,7 @@ from .records import (
     ArchiveStatus,
     KnownPage,
     LessonChanges,
+    ListingWalks,
     PageRecord,
     Run,
     RunCounts,
@@ -70,6 +71,7 @@ __all__ = [
     "KnownPage",
     "Layout",
     "LessonChanges",
+    "ListingWalks",
     "PageRecord",
     "Run",
     "RunCounts",
@@ -191,6 +193,11 @@ class Archive:
             )
         )
         return known
+
+    def listing_walks(self) -> ListingWalks:
+        """When each lesson's listing was last walked to its end, and what the last run left
+        for the next to walk: what a run's audits choose from."""
+        return runs.listing_walks(self.db)
 
     def healthy_baseline(self) -> set[str] | None:
         """The lessons (by path) the archive held as published after its last complete,

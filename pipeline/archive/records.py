@@ -18,6 +18,16 @@ class KnownPage:
     last_modified: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ListingWalks:
+    """What earlier runs read of the lessons' listings: when each was last walked to its end
+    (the run's id), and the listings the last run asks the next one to walk in full (those
+    sharing a category with a listing found other than predicted)."""
+
+    last_walked: dict[str, int] = field(default_factory=dict)
+    to_walk: frozenset[str] = frozenset()
+
+
 @dataclass(slots=True)
 class PageRecord:
     """The outcome of one URL in a run: what the `pages` table keeps."""

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database
 
 from ..errors import ArchiveError, ArchiveWriteError, MicropauseError
+from .records import ListingWalks
 from .schema import now_iso
 
 # Statuses of runs that wrote lessons: 'failed', 'interrupted' and 'running' runs wrote
@@ -154,3 +155,27 @@ def health_of(stored) -> list[str]:
     except (TypeError, ValueError):
         return [str(stored)]
     return [str(p) for p in problems] if isinstance(problems, list) else [str(problems)]
+
+
+def listing_walks(db: Database) -> ListingWalks:
+    """Which listings runs that saved lessons walked to their end, and what the newest of them
+    left to walk."""
+    placeholders = ", ".join("?" for _ in SAVED)
+    last_walked: dict[str, int] = {}
+    to_walk: frozenset[str] = frozenset()
+    for run_id, read, left in db.execute(
+        f"SELECT id, listings_read, listings_to_walk FROM runs WHERE status IN ({placeholders}) "
+        "ORDER BY id",
+        SAVED,
+    ):
+        last_walked.update(dict.fromkeys(_urls(read), run_id))
+        to_walk = frozenset(_urls(left))
+    return ListingWalks(last_walked, to_walk)
+
+
+def _urls(stored: str | None) -> list[str]:
+    try:
+        urls = json.loads(stored) if stored else []
+    except ValueError:
+        return []
+    return [url for url in urls if isinstance(url, str)] if isinstance(urls, list) else []

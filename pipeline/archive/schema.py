@@ -242,6 +242,18 @@ def m006_lessons_not_read(db: Database) -> None:
 
 
 @migrations()
+def m008_listing_audits(db: Database) -> None:
+    # Proven listings a run walked anyway to check its proofs, and how many of those the walk
+    # showed other than predicted (their categories are walked in full by the next run).
+    for column in ("listings_audited", "audits_contradicted"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+    # The lessons (JSON lists of URLs) whose listings the run walked to their end, which the
+    # audits of later runs rotate over, and those it leaves the next run to walk in full.
+    for column in ("listings_read", "listings_to_walk"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+
+
+@migrations()
 def m009_requisites(db: Database) -> None:
     # A page's requisites (stylesheets, scripts, fonts, images) are fetched and counted apart
     # from the pages: `requests` and `pages_*` stay the pages' own.

@@ -173,15 +173,32 @@ def _hidden_tags(slug: str) -> set[str]:
     return {f"a{digest[0] % 4}", f"b{digest[1] % 5}"}
 
 
+# How posts published on the same day are ordered: by post id ("post_id", the same in every
+# listing), or in an order of each listing's own ("per-listing"), as a query ordered by date
+# alone may return them.
+TIES = ("post_id", "per-listing")
+STICKY_POSITIONS = ("before", "after")
+
+
+def _tie_break(slug: str, other: Lesson, ties: str) -> int | bytes:
+    if ties == "per-listing":
+        return hashlib.sha256(f"{slug} {other.slug}".encode()).digest()
+    return other.post_id
+
+
 def _listing(
     lessons: Mapping[str, Lesson],
     hidden: set[str],
     slug: str,
     related: str = "categories",
     extra: Mapping[str, list[str]] | None = None,
+    *,
+    sticky: Sequence[str] = (),
+    ties: str = "post_id",
 ) -> list[Lesson]:
     """Lessons shown under ``slug``: published, listed, related; newest first. ``extra`` adds
-    lessons at the end of a lesson's listing, as an odd related-posts rule might."""
+    lessons at the end of a lesson's listing, as an odd related-posts rule might. Sticky posts
+    are not among a listing's regular items (page 1 shows them besides)."""
 
     def terms(lesson: Lesson) -> set[str]:
         return set(lesson.categories) if related == "categories" else _hidden_tags(lesson.slug)
@@ -193,9 +210,10 @@ def _listing(
         if other.slug != slug
         and other.listed
         and other.slug not in hidden
+        and other.slug not in sticky
         and own.intersection(terms(other))
     ]
-    items.sort(key=lambda item: (item.published, item.post_id), reverse=True)
+    items.sort(key=lambda item: (item.published, _tie_break(slug, item, ties)), reverse=True)
     shown = {item.slug for item in items}
     for added in (extra or {}).get(slug, []):
         if added not in shown and added in lessons and added not in hidden:
@@ -292,10 +310,19 @@ class FixtureSite:
         link_base: str | None = None,
         own_thumbnails: bool = False,
         inline_style_bytes: int = 0,
+        sticky: Sequence[str] = (),
+        sticky_position: str = "after",
+        ties: str = "post_id",
+        replaced_listed: Mapping[str, Mapping[str, str]] | None = None,
+        latency_spread: float = 0.0,
     ) -> None:
         source = load_lessons() if lessons is None else lessons
         if related not in RELATED:
             raise ValueError(f"unknown related-posts rule {related!r}; choose from {RELATED}")
+        if sticky_position not in STICKY_POSITIONS:
+            raise ValueError(f"unknown sticky position {sticky_position!r}")
+        if ties not in TIES:
+            raise ValueError(f"unknown order of ties {ties!r}; choose from {TIES}")
         self.related = related
         self.extra_listed = dict(extra_listed or {})
         self.canonicals = dict(canonicals or {})
@@ -306,6 +333,16 @@ class FixtureSite:
         # Divi prints each page's module styles inline, tens of kilobytes of them: the real
         # pages weigh that much more than the fixture's (opt-in; 0 keeps the pages small).
         self.inline_style_bytes = inline_style_bytes
+        # WordPress's sticky posts: on page 1 of every listing, before or after its regular
+        # items, not counted in "Page N of M" (the slugs of lessons of the site).
+        self.sticky = tuple(sticky)
+        self.sticky_position = sticky_position
+        self.ties = ties
+        # slug → {listed slug: slug shown in its place}: one listing unlike the rule, in
+        # places page 1 does not show, with the same page count.
+        self.replaced_listed = {k: dict(v) for k, v in (replaced_listed or {}).items()}
+        # (requests, lesson): published when the server has received that many requests.
+        self._scheduled: list[tuple[int, Lesson]] = []
         # Deep copies: mutations between crawls must never leak into the caller's objects.
         self._lessons: dict[str, Lesson] = {}
         for lesson in source:
@@ -317,6 +354,10 @@ class FixtureSite:
         self.sitemap = sitemap
         self.robots_txt = robots_txt
         self.latency = latency
+        # Each answer waits up to this many seconds more, at random: answers then arrive in
+        # an order of their own on every crawl.
+        self.latency_spread = latency_spread
+        self._spread = random.Random()
         self.slow_seconds = slow_seconds
         self.offsite_url = offsite_url
         self.host = host
@@ -442,7 +483,31 @@ class FixtureSite:
             return [copy.deepcopy(x) for x in self._listing_of(slug)]
 
     def _listing_of(self, slug: str) -> list[Lesson]:
-        return _listing(self._lessons, self._hidden, slug, self.related, self.extra_listed)
+        items = _listing(
+            self._lessons,
+            self._hidden,
+            slug,
+            self.related,
+            self.extra_listed,
+            sticky=self.sticky,
+            ties=self.ties,
+        )
+        replaced = self.replaced_listed.get(slug, {})
+        return [self._lessons[replaced[x.slug]] if x.slug in replaced else x for x in items]
+
+    def _sticky_of(self, slug: str) -> list[Lesson]:
+        """The sticky posts page 1 of ``slug``'s listing shows (never the lesson itself)."""
+        return [
+            self._lessons[x]
+            for x in self.sticky
+            if x != slug and x in self._lessons and x not in self._hidden
+        ]
+
+    def publish_after(self, requests: int, lesson: Lesson) -> None:
+        """Publish ``lesson`` when the server has received ``requests`` requests in all: the
+        site changes while a crawl reads it."""
+        with self._lock:
+            self._scheduled.append((requests, lesson))
 
     def page_count(self, slug: str) -> int:
         with self._lock:
@@ -594,6 +659,10 @@ class FixtureSite:
             else:
                 self.requests.append(record)
             self._arrived.notify_all()
+            due = [x for x in self._scheduled if x[0] <= len(self.requests)]
+            for entry in due:
+                self._scheduled.remove(entry)
+                self.publish(entry[1])
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
 
@@ -694,6 +763,8 @@ class FixtureSite:
         if not 1 <= page <= pages:
             return self._not_found(base)
         shown = items[(page - 1) * self.per_page : page * self.per_page]
+        if page == 1 and (sticky := self._sticky_of(slug)):
+            shown = [*sticky, *shown] if self.sticky_position == "before" else [*shown, *sticky]
         html = render.lesson_page(
             base, lesson, shown, page, pages, own_thumbnail=self.own_thumbnails
         )
@@ -711,7 +782,7 @@ class FixtureSite:
             )
         # The page shows the lesson, its page of items and "Page N of M", which depends on
         # every listed lesson, so all of them (and unpublishing) count towards Last-Modified.
-        stamps = [_parse_time(x.modified) for x in [lesson, *items]]
+        stamps = [_parse_time(x.modified) for x in [lesson, *items, *self._sticky_of(slug)]]
         if self._structure_changed is not None:
             stamps.append(self._structure_changed)
         return _page(html, max(stamps))
@@ -915,7 +986,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         site._begin(record)
         try:
-            site._pause(site.latency)
+            site._pause(site.latency + site._spread.uniform(0, site.latency_spread))
             fault = site._next_fault(split.path)
             record.fault = fault
             if fault == "slow":
