@@ -18,7 +18,7 @@ from pipeline.requisites import (
     stylesheet_requisites,
 )
 from pipeline.run import crawl_into_archive
-from tests.conftest import CONFIG_PATH, local_config
+from tests.conftest import CONFIG_PATH, local_config, without_audits
 from tests.site.server import BACKGROUND_PATH, DEFAULT_ROBOTS, FONT_PATH, FixtureSite
 
 PAGE = """<html><head>
@@ -111,10 +111,11 @@ def run_row(db_path, run_id):
 
 @pytest.fixture
 def two_crawls(tmp_path):
-    """A first crawl and an unchanged re-crawl; the site's request records of each."""
+    """A first crawl and an unchanged re-crawl; the site's request records of each. No audits:
+    an audit walks a proven listing anyway, and its pages load their images again."""
     db_path = tmp_path / "micropause.db"
     with FixtureSite() as site:
-        config = local_config(site)
+        config = without_audits(local_config(site))
         first = crawl_into_archive(config, db_path)
         first_assets = list(site.requisite_requests)
         first_pages = len(site.requests)
@@ -149,6 +150,25 @@ def test_a_first_crawl_captures_each_requisite_once_and_counts_them_apart(two_cr
     # The pages' own counts are the pages' only.
     assert run["requests"] == pages
     assert first.result.stats.requests == pages
+
+
+def test_an_audit_asks_for_its_pages_requisites_only_conditionally(tmp_path):
+    """An unchanged re-crawl with its default audit reads a proven listing's pages in full; the
+    images they load were captured already, so each is asked conditionally and answers 304,
+    and no requisite is fetched twice."""
+    db_path = tmp_path / "micropause.db"
+    with FixtureSite() as site:
+        config = local_config(site)
+        crawl_into_archive(config, db_path)
+        site.reset_stats()
+        second = crawl_into_archive(config, db_path)
+        asked = list(site.requisite_requests)
+    assert second.result.listings.audited == 1
+    assert len({r.path for r in asked}) == len(asked)
+    for request in asked:
+        assert "if-none-match" in request.headers or "if-modified-since" in request.headers
+        assert request.status == 304, request.path
+    assert not any("?ver=" in r.path for r in asked)  # versioned files are never asked again
 
 
 def test_an_unchanged_recrawl_asks_for_no_requisite_again(two_crawls):
