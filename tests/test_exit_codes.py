@@ -138,6 +138,25 @@ def _unhealthy(command):
     return case
 
 
+def _deadline(command):
+    """A run stopped at politeness.max_run_seconds before it read every page."""
+
+    def case(ctx):
+        config = ctx.tmp_path / "site.toml"
+        text = CONFIG_PATH.read_text(encoding="utf-8")
+        assert "max_run_seconds = 43200.0" in text
+        config.write_text(text.replace("max_run_seconds = 43200.0", "max_run_seconds = 1.0"))
+        with FixtureSite(latency=0.05) as site:
+            args = crawl_args(site, ctx.tmp_path / "new.db", command)
+            at = args.index("--config")
+            args[at + 1] = config
+            if command == "run":
+                args += ["--out", ctx.tmp_path / "exports"]
+            return invoke(*args)
+
+    return case
+
+
 def _locked(*args):
     def case(ctx):
         db_path = fresh(ctx.archive, ctx.tmp_path)
@@ -243,12 +262,14 @@ CASES: dict[tuple[str, int], Callable] = {
     ("crawl", 1): crawl_1,
     ("crawl", 2): _unreachable("crawl"),
     ("crawl", 3): _unhealthy("crawl"),
+    ("crawl", 5): _deadline("crawl"),
     ("crawl", 75): _locked("crawl", "--config", str(CONFIG_PATH), "--db", "{db}", *NOWHERE),
     ("run", 0): run_0,
     ("run", 1): _bad_config("run"),
     ("run", 2): _unreachable("run"),
     ("run", 3): _unhealthy("run"),
     ("run", 4): run_4,
+    ("run", 5): _deadline("run"),
     ("run", 75): _locked("run", "--config", str(CONFIG_PATH), "--db", "{db}", *NOWHERE),
     ("export", 0): export_0,
     ("export", 1): _missing_archive("export"),
