@@ -442,7 +442,10 @@ class Frontier:
             while started := self.inference.drained():
                 if links := self._walks(started):
                     return links
-            return []
+            return [
+                Link(self.scope.listing_page(url, n), "listing")
+                for url, n in self.inference.pages_showing_unlisted()
+            ]
         deferred, self.deferred = self.deferred, []
         if sitemap_read:
             return []

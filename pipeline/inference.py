@@ -136,6 +136,7 @@ class ListingInference:
     first_seen: dict[str, int] = field(default_factory=dict)
     read_in: dict[str, int] = field(default_factory=dict)
     _audited: bool = False
+    _unlisted_asked: bool = False
     # The posts seen in each category, as of how many posts were seen.
     _by_category: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _by_category_of: int = field(default=-1, repr=False)
@@ -212,6 +213,41 @@ class ListingInference:
             self._audited = True
             return self._start_walks(self._audit_sample(), audit=True)
         return self._start_walks(walk)
+
+    def pages_showing_unlisted(self) -> list[tuple[str, int]]:
+        """Once every listing is settled, asked once: for each post that no page read has
+        listed, the page of a proven listing that shows it, as (lesson URL, page number).
+
+        A post is listed nowhere when its own listing is the only one walked for its
+        categories (a listing leaves its lesson out) and it is not among the newest of any
+        page 1; a full walk would still have read it in other lessons' listings, with the
+        thumbnail and text they show of it. So the shortest proven listing that holds it has
+        the one page read where, newest first by date, it stands (the pages it may stand on,
+        where posts of the same day or of no known date straddle a page's end): a request or
+        two for each such post, never a walk."""
+        if self._unlisted_asked or not self.settled or not self.per_page:
+            return []
+        self._unlisted_asked = True
+        shown = {url for w in self.walks.values() for e in w.pages.values() for url in e}
+        for lesson in (*self.inferred.values(), *(w.lesson for w in self.walks.values())):
+            shown.update(lesson.listed)
+        pages: list[tuple[str, int]] = []
+        for post in sorted(set(self.categories) - shown - self.sticky):
+            holders = [lesson for lesson in self.inferred.values() if post in self._members(lesson)]
+            if not holders or post not in self.dates:
+                continue
+            holder = min(holders, key=lambda lesson: (lesson.page_count, lesson.url))
+            others = self._members(holder) - {post}
+            day = self.dates[post]
+            newer = sum(1 for url in others if self.dates.get(url, "") > day)
+            # Posts of the same day, and posts whose page was not read (no date), may stand
+            # before it or after it.
+            unsure = sum(1 for url in others if self.dates.get(url, day) == day)
+            first, last = newer // self.per_page + 1, (newer + unsure) // self.per_page + 1
+            pages += [
+                (holder.url, n) for n in range(max(first, 2), min(last, holder.page_count) + 1)
+            ]
+        return pages
 
     def to_walk_next(self) -> list[str]:
         """The lessons sharing a category with a listing found other than predicted (by its

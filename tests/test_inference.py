@@ -238,3 +238,46 @@ def test_a_lesson_without_categories_is_walked_when_the_queue_runs_dry():
     inference = ListingInference()
     inference.lesson_seen(PageOne("p9", frozenset(), ("p1", "p2"), 3))
     assert inference.drained() == ["p9"]
+
+
+def settled_with_dates(order: list[str]) -> ListingInference:
+    """Inference over posts of one category, newest first as ``order``, each page 1 read with
+    its date, and the listings it chose walked."""
+    posts = {post: {"x"} for post in order}
+    inference = ListingInference(audit_listings=0)
+    for i, post in enumerate(order):
+        first = page(post, 1, posts)
+        inference.learn(first, {p: p for p in first.listed})
+        inference.lesson_seen(
+            PageOne(post, first.categories, first.listed, first.page_count, f"2024-01-{31 - i}")
+        )
+    while chosen := inference.drained():
+        for post in chosen:
+            walk(inference, post, posts)
+    assert inference.settled
+    return inference
+
+
+def test_a_post_no_page_read_lists_gets_the_one_page_of_a_proven_listing_that_shows_it():
+    """A listing leaves its own lesson out: when the one walk of a category is the listing of
+    a post that no page 1 shows (not among anyone's newest), no page read lists that post,
+    though a full walk would (with its thumbnail). The page of a proven listing where it
+    stands, newest first by date, is asked for, once."""
+    # Newest first; "a-old" sorts first, so its listing is the one walked for category x.
+    order = ["p1", "p2", "p3", "a-old", "p5", "p6"]
+    inference = settled_with_dates(order)
+    assert list(inference.walks) == ["a-old"]
+    assert set(inference.inferred) == set(order) - {"a-old"}
+    asked = inference.pages_showing_unlisted()
+    # The shortest proven listing holding it (all are 3 pages; the first by URL): p1's, where
+    # a-old is third after p2 and p3, on page 2 of 2 a page.
+    assert asked == [("p1", 2)]
+    assert page("p1", 2, {post: {"x"} for post in order}).listed[0] == "a-old"
+    assert inference.pages_showing_unlisted() == []  # asked once
+
+
+def test_no_page_is_asked_for_when_the_walked_lessons_post_is_on_a_page_1():
+    # "a-new" is walked, and as the newest post it is on every other page 1.
+    inference = settled_with_dates(["a-new", "p2", "p3", "p4", "p5", "p6"])
+    assert list(inference.walks) == ["a-new"]
+    assert inference.pages_showing_unlisted() == []

@@ -179,3 +179,40 @@ def test_a_listing_that_grows_while_it_is_read_is_read_to_its_end(tmp_path):
         crawl(site, tmp_path / "proven.db")
         crawl(site, tmp_path / "walked.db", listing_inference=False)
     assert archive_rows(tmp_path / "proven.db") == archive_rows(tmp_path / "walked.db")
+
+
+def a_category_whose_walk_hides_its_owner() -> list[Lesson]:
+    """Seven lessons of one category of their own. Its cheapest walk is the listing of the
+    first by URL, and that lesson is the oldest, on no page 1: the walk leaves it out, as a
+    listing leaves out its own lesson, and only a proven listing's later page shows it."""
+    names = ["aa-solo-oldest", *(f"solo-{n}" for n in range(1, 7))]
+    return [
+        Lesson(
+            slug=slug,
+            title=f"Solo practice {i}",
+            published=f"2024-03-{10 + i:02d}",
+            modified=f"2024-03-{10 + i:02d}T08:00:00Z",
+            categories=["Solo"],
+            description=[f"A practice of its own, number {i}."],
+            post_id=80_000 + i,
+        )
+        for i, slug in enumerate(names)
+    ]
+
+
+def test_a_lesson_only_a_proven_listing_shows_is_read_as_a_full_walk_reads_it(tmp_path):
+    """With a sitemap every lesson is known from the start, so the walk for a category can be
+    the listing of a lesson no page 1 shows. Its thumbnail, which only listings show, is still
+    archived as a full walk archives it: one page of a proven listing is read for it, and the
+    archives are equal row for row."""
+    lessons = [*synthetic_lessons(SIZE), *a_category_whose_walk_hides_its_owner()]
+    with FixtureSite(lessons, sitemap=True) as site:
+        crawl(site, tmp_path / "walked.db", listing_inference=False)
+        report, requests = crawl(site, tmp_path / "proven.db", audits=False)
+    walked = {url[url.index("/video/") :] for url in report.result.listings_walked}
+    assert "/video/aa-solo-oldest/" in walked  # the case this test is for
+    assert archive_rows(tmp_path / "proven.db") == archive_rows(tmp_path / "walked.db")
+    db = Database(tmp_path / "proven.db")
+    (row,) = db.query("select thumbnail_url from lessons where slug = 'aa-solo-oldest'")
+    assert row["thumbnail_url"]
+    assert requests <= budget(report.counts.lessons_found)
