@@ -54,17 +54,22 @@ def _become_child() -> None:
     _WORKER_FDS.clear()
 
 
+def _outcome(fn: Callable[..., Any], args: tuple) -> tuple[bool, Any]:
+    """What a child sends back for one page: (True, what ``fn`` returned) or (False, the
+    page's error)."""
+    try:
+        return True, fn(*args)
+    except PageFailed as exc:
+        return False, str(exc)
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
 def _child(write_fd: int, fn: Callable[..., Any], args: tuple) -> None:
     _become_child()
     code = 0
     try:
-        try:
-            answer = (True, fn(*args))
-        except PageFailed as exc:
-            answer = (False, str(exc))
-        except Exception as exc:
-            answer = (False, f"{type(exc).__name__}: {exc}".rstrip(": "))
-        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(_outcome(fn, args), protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(data)
         while view:
             view = view[os.write(write_fd, view) :]
@@ -227,13 +232,7 @@ def _worker_loop(jobs: int, answers: int) -> None:
     try:
         while (job := _receive(jobs)) is not None:
             fn, args = pickle.loads(job)
-            try:
-                answer = (True, fn(*args))
-            except PageFailed as exc:
-                answer = (False, str(exc))
-            except Exception as exc:
-                answer = (False, f"{type(exc).__name__}: {exc}".rstrip(": "))
-            _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            _send(answers, pickle.dumps(_outcome(fn, args), protocol=pickle.HIGHEST_PROTOCOL))
     except BaseException:
         code = 1
     finally:
