@@ -47,10 +47,11 @@ def without_audits(config: Config) -> Config:
     return dataclasses.replace(config, scope=dataclasses.replace(config.scope, audit_listings=0))
 
 
-def cli_args(site, db_path, *extra):
-    """The arguments of `micropause crawl` of the local site into ``db_path``, with no delay."""
+def cli_args(site, db_path, *extra, command="crawl"):
+    """The arguments of `micropause crawl` (or ``command``: `run`) of the local site into
+    ``db_path``, with no delay."""
     return [
-        "crawl",
+        command,
         "--config",
         str(CONFIG_PATH),
         "--db",

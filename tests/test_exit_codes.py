@@ -59,9 +59,7 @@ def unreachable() -> str:
 
 
 def crawl_args(site, db_path, command="crawl"):
-    args = cli_args(site, db_path)
-    args[0] = command
-    return args
+    return cli_args(site, db_path, command=command)
 
 
 def locked(db_path: Path, *args) -> tuple[int, str]:

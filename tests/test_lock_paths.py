@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from pipeline.archive import Layout, archive_lock
 from pipeline.cli import main
 from pipeline.errors import LockHeld
-from tests.conftest import CONFIG_PATH, ROOT, START_SLUG
+from tests.conftest import ROOT, cli_args
 from tests.site.server import FixtureSite
 
 
@@ -36,19 +36,7 @@ def names(tmp_path) -> dict[str, Path]:
 
 
 def run_args(site, db_path, *extra):
-    return [
-        "run",
-        "--config",
-        str(CONFIG_PATH),
-        "--db",
-        str(db_path),
-        "--start-url",
-        site.lesson_url(START_SLUG),
-        "--delay",
-        "0",
-        "--quiet",
-        *extra,
-    ]
+    return cli_args(site, db_path, "--quiet", *extra, command="run")
 
 
 def holder(real: Path) -> int | None:

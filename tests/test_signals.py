@@ -16,23 +16,12 @@ from click.testing import CliRunner
 
 from pipeline.archive import archive_lock
 from pipeline.cli import main
-from tests.conftest import CONFIG_PATH, ROOT, START_SLUG
+from tests.conftest import CONFIG_PATH, ROOT, cli_args
 from tests.site.server import FixtureSite
 
 
 def args(command, site, db_path, *extra):
-    return [
-        command,
-        "--config",
-        str(CONFIG_PATH),
-        "--db",
-        str(db_path),
-        "--start-url",
-        site.lesson_url(START_SLUG),
-        "--delay",
-        "0",
-        *extra,
-    ]
+    return cli_args(site, db_path, *extra, command=command)
 
 
 def statuses(db_path):
