@@ -9,22 +9,15 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.synthetic import TEASER_PATH, members_only_teaser
 from pipeline.cli import main
 from tests.conftest import cli_args
-from tests.site.server import DEFAULT_ROBOTS, FixtureSite, Lesson, load_lessons
+from tests.site.server import DEFAULT_ROBOTS, FixtureSite, load_lessons
 
 # The one part of the summary that is about the machine, not the site: how long it took.
 _ELAPSED = re.compile(r" in [0-9.]+s → \S+")
 
-TEASER = Lesson(
-    slug="members-only-teaser",
-    title="Members only: the full programme",
-    published="2025-12-24",
-    modified="2025-12-24T12:00:00Z",
-    categories=["Members"],
-    description=["Become a member to see every lesson."],
-    post_id=90_000,
-)
+TEASER = members_only_teaser()
 
 
 def first_crawl(site: FixtureSite, db_path, concurrency: int) -> tuple[set[str], list[str]]:
@@ -43,7 +36,7 @@ SITES = {
         "sitemap": False,
         "sticky": [TEASER.slug],
         "sticky_position": "before",
-        "robots_txt": DEFAULT_ROBOTS + "Disallow: /video/members-only-teaser/\n",
+        "robots_txt": DEFAULT_ROBOTS + f"Disallow: {TEASER_PATH}\n",
     },
 }
 
