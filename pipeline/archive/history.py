@@ -17,30 +17,8 @@ from ..normalise import Lesson, on_host_path, programs_of, slugify, split_title
 from .records import LessonChanges, PageRecord
 from .schema import LESSON_CONTENT
 
-_LESSON_FIELDS = (
-    "url",
-    "slug",
-    "title",
-    "program_id",
-    "part",
-    "subtitle",
-    "description",
-    "author",
-    "published",
-    "video_url",
-    "video_provider",
-    "video_id",
-    "thumbnail_url",
-    "last_seen",
-    "removed_at",
-    "content_hash",
-)
 # Plain prepared statements: sqlite-utils' Table.insert/update read the table's schema on every
 # call, and a crawl stores every lesson of the site.
-_INSERT_LESSON = (
-    f"INSERT INTO lessons ({', '.join(_LESSON_FIELDS)}, first_seen) "
-    f"VALUES ({', '.join('?' * (len(_LESSON_FIELDS) + 1))})"
-)
 _INSERT_VERSION = (
     "INSERT INTO lesson_versions (lesson_id, version, run_id, observed_at, event, changed, old, "
     "new) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -99,7 +77,11 @@ def save_lessons(
             "content_hash": lesson.content_hash,
         }
         if before is None:
-            lesson_id = conn.execute(_INSERT_LESSON, [*row.values(), now]).lastrowid
+            lesson_id = conn.execute(
+                f"INSERT INTO lessons ({', '.join(row)}, first_seen) "
+                f"VALUES ({', '.join('?' * (len(row) + 1))})",
+                [*row.values(), now],
+            ).lastrowid
             _version(db, lesson_id, run_id, now, "created", {}, _content(row), version=1)
             new += 1
             continue
