@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.archive import Layout
 from pipeline.config import Config, load_config
 from pipeline.run import crawl_into_archive
 from tests.site.server import FixtureSite, Lesson, load_lessons
@@ -45,6 +47,19 @@ def without_audits(config: Config) -> Config:
     """``config`` with no audits (scope.audit_listings = 0): a re-crawl then asks every page
     it knows conditionally and walks no listing it need not."""
     return dataclasses.replace(config, scope=dataclasses.replace(config.scope, audit_listings=0))
+
+
+def copy_with_captures(source: Path, tmp_path: Path) -> Path:
+    """A private copy of an archive and its captures (as ``archive/micropause.db`` under
+    ``tmp_path``), for a test to change or damage."""
+    db_path = tmp_path / "archive" / "micropause.db"
+    db_path.parent.mkdir()
+    with sqlite3.connect(source) as original, sqlite3.connect(db_path) as copy:
+        original.backup(copy)
+    original.close()
+    copy.close()
+    shutil.copytree(Layout(source).captures, Layout(db_path).captures)
+    return db_path
 
 
 def cli_args(site, db_path, *extra, command="crawl"):

@@ -27,7 +27,7 @@ from pipeline.config import load_config
 from pipeline.export import export_snapshot
 from pipeline.reparse import reparse
 from pipeline.run import crawl_into_archive
-from tests.conftest import CONFIG_PATH, START_SLUG, local_config
+from tests.conftest import CONFIG_PATH, START_SLUG, copy_with_captures, local_config
 from tests.site.server import FixtureSite
 
 
@@ -51,14 +51,7 @@ def source(tmp_path_factory):
 @pytest.fixture
 def archive(source, tmp_path):
     """A private copy of the crawled archive and its captures."""
-    db_path = tmp_path / "archive" / "micropause.db"
-    db_path.parent.mkdir()
-    with sqlite3.connect(source) as original, sqlite3.connect(db_path) as copy:
-        original.backup(copy)
-    original.close()
-    copy.close()
-    shutil.copytree(Layout(source).captures, Layout(db_path).captures)
-    return db_path
+    return copy_with_captures(source, tmp_path)
 
 
 # -- 1. a damaged record in a capture file costs that record only ----------------------------

@@ -19,7 +19,7 @@ import pytest
 from pipeline.archive import Layout
 from pipeline.export import export_snapshot
 from pipeline.run import crawl_into_archive
-from tests.conftest import ROOT, local_config
+from tests.conftest import ROOT, copy_with_captures, local_config
 from tests.site.server import FixtureSite
 
 # Far below the 2.8 GB a gzip bomb cost before decompression was bounded, far above what an
@@ -51,18 +51,6 @@ def bomb(tmp_path_factory):
             f.write(deflate.compress(zeros))
         f.write(deflate.flush())
     return path
-
-
-def copy_of(source, tmp_path):
-    """A private copy of an archive and its captures, for a test to damage."""
-    db_path = tmp_path / "archive" / "micropause.db"
-    db_path.parent.mkdir()
-    with sqlite3.connect(source) as original, sqlite3.connect(db_path) as copy:
-        original.backup(copy)
-    original.close()
-    copy.close()
-    shutil.copytree(Layout(source).captures, Layout(db_path).captures)
-    return db_path
 
 
 def damage(path, kind: str, bomb) -> None:
@@ -112,7 +100,7 @@ def export_in_child(db_path, out) -> tuple[subprocess.CompletedProcess, int]:
 def test_export_leaves_out_a_damaged_capture_file_names_it_and_still_writes(
     three_runs, tmp_path, bomb, kind
 ):
-    db_path = copy_of(three_runs, tmp_path)
+    db_path = copy_with_captures(three_runs, tmp_path)
     damage(Layout(db_path).captures / "2.warc.gz", kind, bomb)
 
     done, peak = export_in_child(db_path, tmp_path / "exports")
@@ -159,7 +147,7 @@ def test_every_capture_packs_each_readable_capture_file_whole(three_runs, tmp_pa
 
 
 def test_every_capture_leaves_out_a_damaged_file_whole(three_runs, tmp_path):
-    db_path = copy_of(three_runs, tmp_path)
+    db_path = copy_with_captures(three_runs, tmp_path)
     warc = Layout(db_path).captures / "2.warc.gz"
     warc.write_bytes(warc.read_bytes()[: warc.stat().st_size // 2])
     every = export_snapshot(db_path, tmp_path / "every", every_capture=True)
